@@ -1,0 +1,54 @@
+"""Bundles: format, reproducible packing, registry client and verified local cache.
+
+No Pulumi here, and no Dask: this package is what a worker needs to fetch code.
+
+>>> from modelops_infra.bundles import pack_bundle, validate_bundle   # doctest: +SKIP
+>>> pack_bundle("examples/sir").digest                                # doctest: +SKIP
+'sha256:...'
+"""
+
+from modelops_infra.bundles._cache import BundleCache, Lease, LocalBundle
+from modelops_infra.bundles._digest import digest_bytes, digest_file, validate_digest
+from modelops_infra.bundles._ignore import IgnoreRules, list_bundle_files
+from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_entrypoint, parse_manifest
+from modelops_infra.bundles._oci import (
+    ARTIFACT_TYPE,
+    CODE_LAYER_MEDIA_TYPE,
+    CONFIG_MEDIA_TYPE,
+    FILE_LAYER_MEDIA_TYPE,
+    Descriptor,
+    parse_oci_manifest,
+)
+from modelops_infra.bundles._ops import (
+    PushResult,
+    inspect_bundle,
+    pull_bundle,
+    push_bundle,
+    push_packed,
+    resolve_reference,
+)
+from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, BlobSource, PackedBundle, pack_bundle
+from modelops_infra.bundles._reference import Reference
+from modelops_infra.bundles._registry import RegistryClient, use_plain_http
+from modelops_infra.bundles._auth import BasicCredentials
+from modelops_infra.bundles._settings import DEFAULT_REPOSITORY, BundleSettings, parse_bool, parse_size
+from modelops_infra.bundles._validate import (
+    REQUIREMENTS_FILE,
+    ValidationReport,
+    entry_module_path,
+    parse_requirements,
+    require_valid_bundle,
+    validate_bundle,
+)
+from modelops_infra.bundles.builtin import builtin_bundle_path
+
+__all__ = [
+    "ARTIFACT_TYPE", "BasicCredentials", "BlobSource", "BundleCache", "BundleManifest", "BundleSettings",
+    "CODE_LAYER_MEDIA_TYPE", "CONFIG_MEDIA_TYPE", "DEFAULT_FILE_THRESHOLD", "DEFAULT_REPOSITORY", "Descriptor",
+    "FILE_LAYER_MEDIA_TYPE", "IgnoreRules", "Lease", "LocalBundle", "MANIFEST_FILE", "PackedBundle", "PushResult",
+    "REQUIREMENTS_FILE", "Reference", "RegistryClient", "ValidationReport", "builtin_bundle_path", "digest_bytes",
+    "digest_file", "entry_module_path", "inspect_bundle", "list_bundle_files", "pack_bundle", "parse_bool",
+    "parse_entrypoint", "parse_manifest", "parse_oci_manifest", "parse_requirements", "parse_size", "pull_bundle",
+    "push_bundle", "push_packed", "require_valid_bundle", "resolve_reference", "use_plain_http", "validate_bundle",
+    "validate_digest",
+]

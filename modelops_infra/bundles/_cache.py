@@ -1,0 +1,357 @@
+"""Content-addressed, verified, crash-safe local bundle cache.
+
+Layout under the cache root (``MODELOPS_BUNDLE_CACHE_DIR``)::
+
+    entries/sha256/<hex>/tree/...     a complete, verified, extracted bundle
+    entries/sha256/<hex>/meta.json    digest, repository, size, bundle manifest
+    entries/sha256/<hex>/.used        mtime = last use (LRU clock)
+    staging/<hex>.<pid>.<random>/     work in progress; never read by a fetch
+    locks/<hex>.lock                  one download per bundle per host
+    leases/<hex>/<pid>.<token>        "a running process uses this bundle"
+
+Contracts:
+
+* **Atomic.** An entry appears by one ``rename`` of a fully written, fsynced
+  staging directory, so a reader sees a whole bundle or none.
+* **Verified.** Every manifest and blob is checked against its digest before it
+  is extracted; on any error the staging directory is removed and no entry is
+  created. Existing entries are never touched by a failed fetch.
+* **One download per host.** Concurrent :meth:`BundleCache.ensure` calls for the
+  same digest (threads or processes) serialize on a file lock; the first
+  downloads, the rest find the entry.
+* **Crash-safe.** A process killed mid-download leaves only a staging directory
+  named with its pid, which later fetches ignore and sweep once the pid is dead.
+* **Size cap.** With ``max_bytes`` set, least-recently-used entries are evicted
+  after each download, except those with a live lease or a held lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from modelops_infra.bundles._digest import digest_hex, validate_digest
+from modelops_infra.bundles._extract import ExtractBudget, extract_code_tar, place_file
+from modelops_infra.bundles._manifest import BundleManifest, parse_manifest
+from modelops_infra.bundles._oci import (
+    ANNOTATION_FILE_MODE,
+    ARTIFACT_TYPE,
+    CODE_LAYER_MEDIA_TYPE,
+    CONFIG_MEDIA_TYPE,
+    FILE_LAYER_MEDIA_TYPE,
+    parse_oci_manifest,
+)
+from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
+from modelops_infra.errors import CacheError, IntegrityError, UnsafeArchiveError
+
+__all__ = ["BundleCache", "Lease", "LocalBundle"]
+
+log = logging.getLogger(__name__)
+ClientSource = RegistryClient | Callable[[], RegistryClient]
+
+
+@dataclass(frozen=True)
+class LocalBundle:
+    """A verified bundle on local disk. ``path`` is the bundle's root directory."""
+
+    digest: str
+    path: Path
+    manifest: BundleManifest
+    size: int
+    repository: str
+
+
+class Lease:
+    """Marks a bundle as in use by this process; the evictor skips it. Release when done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def release(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BundleCache:
+    """The cache at ``root``. Safe to share between threads and processes on one host."""
+
+    def __init__(self, root: Path | str, *, max_bytes: int | None = None,
+                 max_extract_bytes: int = 8 * 1024**3, lock_timeout: float = 900.0) -> None:
+        self.root = Path(root).expanduser()
+        self.max_bytes = max_bytes
+        self.max_extract_bytes = max_extract_bytes
+        self.lock_timeout = lock_timeout
+        try:
+            for sub in ("entries/sha256", "staging", "locks", "leases"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"bundle cache {self.root} cannot be created ({exc})",
+                             hint="set MODELOPS_BUNDLE_CACHE_DIR to a writable directory") from exc
+
+    # -- paths -------------------------------------------------------------------------
+
+    def entry_dir(self, digest: str) -> Path:
+        return self.root / "entries" / "sha256" / digest_hex(digest)
+
+    def _lock(self, digest: str) -> FileLock:
+        return FileLock(str(self.root / "locks" / f"{digest_hex(digest)}.lock"))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, digest: str) -> LocalBundle | None:
+        """The cached bundle, or ``None``. Marks it used (LRU)."""
+        entry = self.entry_dir(validate_digest(digest))
+        try:
+            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"bundle cache entry {entry} is unreadable ({exc})",
+                             hint=f"remove {entry} and fetch again") from exc
+        try:
+            os.utime(entry / ".used")
+        except FileNotFoundError:
+            (entry / ".used").touch()
+        manifest, _ = parse_manifest(json.dumps(meta["manifest"]).encode())
+        assert manifest is not None
+        return LocalBundle(digest, entry / "tree", manifest, int(meta["size"]), meta.get("repository", ""))
+
+    def entries(self) -> list[str]:
+        return sorted("sha256:" + p.name for p in (self.root / "entries" / "sha256").iterdir()
+                      if (p / "meta.json").exists())
+
+    def total_size(self) -> int:
+        total = 0
+        for digest in self.entries():
+            try:
+                total += int(json.loads((self.entry_dir(digest) / "meta.json").read_text())["size"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return total
+
+    # -- fetching ----------------------------------------------------------------------
+
+    def ensure(self, repository: str, digest: str, *, client: ClientSource,
+               progress: ProgressCallback | None = None, lease: bool = False) -> tuple[LocalBundle, Lease | None]:
+        """Return the bundle, downloading and verifying it first if needed.
+
+        ``client`` may be a factory, called only on a miss. With ``lease=True``
+        a :class:`Lease` is taken under the bundle's lock, so the bundle cannot
+        be evicted between the fetch and its use.
+
+        Raises :class:`IntegrityError`, :class:`UnsafeArchiveError`,
+        :class:`~modelops_infra.errors.RegistryError` or :class:`CacheError`;
+        on any of them nothing is added to the cache.
+        """
+        validate_digest(digest)
+        found = self.get(digest)
+        if found is not None and not lease:
+            return found, None
+        lock = self._lock(digest)
+        try:
+            lock.acquire(timeout=self.lock_timeout)
+        except Timeout as exc:
+            raise CacheError(f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}",
+                             hint="another process is downloading this bundle, or hung holding the lock") from exc
+        try:
+            found = self.get(digest)
+            if found is None:
+                self._sweep_staging()
+                found = self._download(repository, digest, client() if callable(client) else client, progress)
+            taken = self._take_lease(digest) if lease else None
+        finally:
+            lock.release()
+        if found is not None and self.max_bytes is not None:
+            self.evict(keep={digest})
+        return found, taken
+
+    def _take_lease(self, digest: str) -> Lease:
+        folder = self.root / "leases" / digest_hex(digest)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{os.getpid()}.{secrets.token_hex(4)}"
+        path.touch()
+        return Lease(path)
+
+    def _download(self, repository: str, digest: str, client: RegistryClient,
+                  progress: ProgressCallback | None) -> LocalBundle:
+        stage = self.root / "staging" / f"{digest_hex(digest)}.{os.getpid()}.{secrets.token_hex(4)}"
+        stage.mkdir()
+        try:
+            raw, _ = client.get_manifest(repository, digest)
+            try:
+                parsed = parse_oci_manifest(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise IntegrityError(f"{repository}@{digest} is not a valid OCI manifest ({exc})") from exc
+            if parsed.artifact_type not in (None, ARTIFACT_TYPE) or parsed.config.media_type != CONFIG_MEDIA_TYPE:
+                raise IntegrityError(
+                    f"{repository}@{digest} is not a modelops bundle (artifactType {parsed.artifact_type!r},"
+                    f" config {parsed.config.media_type!r})"
+                )
+            config_path = stage / "config.json"
+            with open(config_path, "wb") as out:
+                client.download_blob(repository, parsed.config.digest, parsed.config.size, out)
+            manifest, problems = parse_manifest(config_path.read_bytes(), source=f"{repository}@{digest} config")
+            if manifest is None:
+                raise IntegrityError("; ".join(problems))
+            tree = stage / "tree"
+            tree.mkdir()
+            blobs = stage / "blobs"
+            blobs.mkdir()
+            budget = ExtractBudget(self.max_extract_bytes)
+            size = 0
+            for layer in parsed.layers:
+                budget.charge(0, layer.title or layer.digest)
+                if layer.size > self.max_extract_bytes:
+                    raise UnsafeArchiveError(
+                        f"refused entry {layer.title or layer.digest!r}: {layer.size} bytes exceeds the extraction"
+                        f" limit of {self.max_extract_bytes} bytes", entry=layer.title)
+                blob_path = blobs / digest_hex(validate_digest(layer.digest))
+                with open(blob_path, "wb") as out:
+                    client.download_blob(repository, layer.digest, layer.size, out, progress)
+                    out.flush()
+                    os.fsync(out.fileno())
+                size += layer.size
+                if layer.media_type == CODE_LAYER_MEDIA_TYPE:
+                    with open(blob_path, "rb") as fh:
+                        extract_code_tar(fh, tree, budget)
+                    blob_path.unlink()
+                elif layer.media_type == FILE_LAYER_MEDIA_TYPE:
+                    if not layer.title:
+                        raise UnsafeArchiveError(f"refused entry {layer.digest}: file layer has no title annotation")
+                    mode = int(layer.annotations.get(ANNOTATION_FILE_MODE, "0644"), 8)
+                    place_file(blob_path, tree, layer.title, mode, budget)
+                else:
+                    raise UnsafeArchiveError(f"refused entry {layer.digest}: unknown layer media type {layer.media_type!r}")
+            shutil.rmtree(blobs)
+            config_path.unlink()
+            meta = {"digest": digest, "repository": repository, "size": size, "manifest": manifest.to_dict(),
+                    "fetched_at": time.time()}
+            with open(stage / "meta.json", "w", encoding="utf-8") as fh:
+                json.dump(meta, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            (stage / ".used").touch()
+            for dirpath, _, _ in os.walk(tree):
+                _fsync_dir(Path(dirpath))
+            _fsync_dir(stage)
+            final = self.entry_dir(digest)
+            os.rename(stage, final)
+            _fsync_dir(final.parent)
+            log.info("cached bundle %s (%d bytes) from %s/%s", digest, size, client.registry, repository)
+            return LocalBundle(digest, final / "tree", manifest, size, repository)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+    def _sweep_staging(self) -> None:
+        """Remove staging dirs left by dead processes (called under a bundle lock)."""
+        for path in (self.root / "staging").iterdir():
+            parts = path.name.split(".")
+            try:
+                pid = int(parts[1])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- eviction ----------------------------------------------------------------------
+
+    def _leased(self, digest: str) -> bool:
+        folder = self.root / "leases" / digest_hex(digest)
+        if not folder.is_dir():
+            return False
+        live = False
+        for lease in folder.iterdir():
+            try:
+                pid = int(lease.name.split(".")[0])
+            except ValueError:
+                continue
+            if _pid_alive(pid):
+                live = True
+            else:
+                lease.unlink(missing_ok=True)
+        return live
+
+    def evict(self, *, keep: set[str] = frozenset(), max_bytes: int | None = None) -> list[str]:  # type: ignore[assignment]
+        """Evict least-recently-used entries until the cache fits ``max_bytes``.
+
+        Skips ``keep``, leased entries and entries whose lock is held. Returns
+        the evicted digests. Each eviction is one rename out of ``entries/``.
+        """
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if limit is None:
+            return []
+        with FileLock(str(self.root / "locks" / "evict.lock"), timeout=self.lock_timeout):
+            rows = []
+            for digest in self.entries():
+                entry = self.entry_dir(digest)
+                try:
+                    size = int(json.loads((entry / "meta.json").read_text())["size"])
+                    used = (entry / ".used").stat().st_mtime
+                except (OSError, ValueError, KeyError):
+                    continue
+                rows.append((used, digest, size))
+            total = sum(r[2] for r in rows)
+            evicted: list[str] = []
+            for _, digest, size in sorted(rows):
+                if total <= limit:
+                    break
+                if digest in keep or self._leased(digest):
+                    continue
+                lock = self._lock(digest)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
+                    if self._leased(digest):
+                        continue
+                    trash = self.root / "staging" / f"evict-{digest_hex(digest)}.0.{secrets.token_hex(4)}"
+                    os.rename(self.entry_dir(digest), trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                finally:
+                    lock.release()
+                total -= size
+                evicted.append(digest)
+                log.info("evicted bundle %s (%d bytes) from cache %s", digest, size, self.root)
+            if total > limit:
+                log.warning("bundle cache %s holds %d bytes over its %d-byte cap: the rest is in use", self.root,
+                            total, limit)
+            return evicted
+

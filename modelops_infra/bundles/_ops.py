@@ -1,0 +1,133 @@
+"""High-level bundle operations: push, pull, inspect (compose pack + registry + cache)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelops_infra.bundles._cache import BundleCache, LocalBundle
+from modelops_infra.bundles._oci import parse_oci_manifest
+from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, pack_bundle
+from modelops_infra.bundles._reference import Reference
+from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
+from modelops_infra.bundles._settings import BundleSettings
+from modelops_infra.errors import ConfigurationError, IntegrityError
+
+__all__ = ["PushResult", "inspect_bundle", "pull_bundle", "push_bundle", "push_packed", "resolve_reference"]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did. ``reference`` is pinned: ``registry/repository@sha256:...``."""
+
+    reference: Reference
+    digest: str
+    bytes_uploaded: int
+    blobs_uploaded: int
+    blobs_skipped: int
+    total_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": str(self.reference), "digest": self.digest, "bytes_uploaded": self.bytes_uploaded,
+            "blobs_uploaded": self.blobs_uploaded, "blobs_skipped": self.blobs_skipped, "total_bytes": self.total_bytes,
+        }
+
+
+def _client_for(registry: str, settings: BundleSettings) -> RegistryClient:
+    return RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout)
+
+
+def push_packed(client: RegistryClient, packed: PackedBundle, repository: str, *, tag: str | None = None,
+                progress: ProgressCallback | None = None) -> PushResult:
+    """Upload a packed bundle's blobs (skipping ones present), then its manifest."""
+    before_bytes, before_skipped = client.bytes_uploaded, client.blobs_skipped
+    uploaded = sum(1 for blob in packed.blobs if client.upload_blob(repository, blob, progress))
+    digest = client.put_manifest(repository, tag or packed.digest, packed.manifest_bytes)
+    if digest != packed.digest:
+        raise IntegrityError(f"registry {client.registry} stored {repository} as {digest}, packed as {packed.digest}")
+    return PushResult(
+        reference=Reference(client.registry, repository, digest=digest),
+        digest=digest,
+        bytes_uploaded=client.bytes_uploaded - before_bytes,
+        blobs_uploaded=uploaded,
+        blobs_skipped=client.blobs_skipped - before_skipped,
+        total_bytes=packed.total_size,
+    )
+
+
+def push_bundle(path: Path | str, registry: str, repository: str | None = None, *, tag: str | None = None,
+                settings: BundleSettings | None = None, progress: ProgressCallback | None = None,
+                file_threshold: int = DEFAULT_FILE_THRESHOLD) -> PushResult:
+    """Validate, pack and push the bundle at ``path``. Idempotent: a re-push uploads no blob bytes.
+
+    Raises :class:`~modelops_infra.errors.BundleValidationError` before any
+    network I/O if the bundle is invalid.
+    """
+    settings = settings or BundleSettings.from_env()
+    packed = pack_bundle(path, file_threshold=file_threshold)
+    with _client_for(registry, settings) as client:
+        return push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
+
+
+def resolve_reference(ref: Reference | str, *, settings: BundleSettings | None = None,
+                      client: RegistryClient | None = None) -> Reference:
+    """Pin a reference: resolve its tag to a digest on the client. A pinned ref is returned unchanged."""
+    settings = settings or BundleSettings.from_env()
+    parsed = Reference.parse(ref, default_registry=settings.registry) if isinstance(ref, str) else ref
+    if parsed.pinned:
+        return parsed
+    if parsed.registry is None:
+        raise ConfigurationError(f"bundle reference {str(parsed)!r} names no registry",
+                                 hint="use registry/repository:tag or set MODELOPS_BUNDLE_REGISTRY")
+    owned = client is None
+    client = client or _client_for(parsed.registry, settings)
+    try:
+        return parsed.with_digest(client.resolve(parsed.repository, parsed.tag or "latest"))
+    finally:
+        if owned:
+            client.close()
+
+
+def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSettings | None = None,
+                progress: ProgressCallback | None = None) -> LocalBundle:
+    """Fetch (verified, through the cache) and copy the bundle tree to ``dest``, which must not exist."""
+    settings = settings or BundleSettings.from_env()
+    pinned = resolve_reference(ref, settings=settings)
+    assert pinned.registry is not None and pinned.digest is not None
+    target = Path(dest)
+    if target.exists() and any(target.iterdir()):
+        raise ConfigurationError(f"--dest {target} exists and is not empty")
+    cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
+                        max_extract_bytes=settings.max_extract_bytes)
+    with _client_for(pinned.registry, settings) as client:
+        local, _ = cache.ensure(pinned.repository, pinned.digest, client=client, progress=progress)
+    shutil.copytree(local.path, target, symlinks=True, dirs_exist_ok=True)
+    return local
+
+
+def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
+    """Manifest, annotations and files (with sizes) of a pushed bundle, without downloading its layers."""
+    settings = settings or BundleSettings.from_env()
+    pinned = resolve_reference(ref, settings=settings)
+    assert pinned.registry is not None and pinned.digest is not None
+    with _client_for(pinned.registry, settings) as client:
+        raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
+        parsed = parse_oci_manifest(raw)
+        import io
+        import json
+
+        buf = io.BytesIO()
+        client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, buf)
+    return {
+        "reference": str(pinned),
+        "mediaType": media_type,
+        "artifactType": parsed.artifact_type,
+        "annotations": parsed.annotations,
+        "bundle": json.loads(buf.getvalue()),
+        "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
+                   for l in parsed.layers],
+        "total_bytes": sum(l.size for l in parsed.layers) + parsed.config.size,
+    }

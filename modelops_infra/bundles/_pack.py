@@ -1,0 +1,142 @@
+"""Reproducible packing of a bundle directory into OCI blobs (no network I/O).
+
+Packing the same directory twice gives the same manifest digest whatever the
+mtimes, umask, owner or directory order: the code tar is written with sorted
+entries, zero mtimes, uid/gid 0, empty owner names and modes normalized to
+0644/0755. No wall-clock timestamp goes anywhere.
+
+Files at or above ``file_threshold`` bytes become blobs of their own, so that
+changing a source file does not re-upload a large data file next to it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from modelops_infra.bundles._digest import digest_bytes, digest_file
+from modelops_infra.bundles._ignore import list_bundle_files
+from modelops_infra.bundles._manifest import BundleManifest
+from modelops_infra.bundles._oci import (
+    ANNOTATION_ENTRYPOINT,
+    ANNOTATION_FILE_MODE,
+    ANNOTATION_TITLE,
+    ANNOTATION_VERSION,
+    CODE_LAYER_MEDIA_TYPE,
+    CODE_LAYER_TITLE,
+    CONFIG_MEDIA_TYPE,
+    FILE_LAYER_MEDIA_TYPE,
+    Descriptor,
+    canonical_json,
+    manifest_bytes,
+)
+from modelops_infra.bundles._validate import require_valid_bundle
+from modelops_infra.errors import BundleValidationError
+
+__all__ = ["DEFAULT_FILE_THRESHOLD", "BlobSource", "PackedBundle", "pack_bundle"]
+
+DEFAULT_FILE_THRESHOLD = 512 * 1024
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    """A blob to upload: bytes held in memory, or a file streamed from disk."""
+
+    descriptor: Descriptor
+    data: bytes | None = None
+    path: Path | None = None
+
+    def open(self) -> BinaryIO:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.path is not None
+        return open(self.path, "rb")
+
+
+@dataclass(frozen=True)
+class PackedBundle:
+    manifest: BundleManifest
+    manifest_bytes: bytes
+    digest: str
+    config: BlobSource
+    layers: tuple[BlobSource, ...]
+
+    @property
+    def blobs(self) -> tuple[BlobSource, ...]:
+        return (self.config, *self.layers)
+
+    @property
+    def total_size(self) -> int:
+        return sum(b.descriptor.size for b in self.blobs) + len(self.manifest_bytes)
+
+
+def _mode(st_mode: int) -> int:
+    return 0o755 if st_mode & 0o111 else 0o644
+
+
+def _tar_info(name: str, size: int, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, mode, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOLD) -> PackedBundle:
+    """Validate and pack the bundle at ``path``.
+
+    Raises :class:`BundleValidationError` (listing every problem) for an invalid
+    bundle or a symlink that points outside it. Pure with respect to the
+    network; reads the directory only.
+    """
+    root = Path(path).resolve()
+    manifest = require_valid_bundle(root)
+    code = io.BytesIO()
+    big: list[BlobSource] = []
+    problems: list[str] = []
+    with tarfile.open(fileobj=code, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel in list_bundle_files(root):
+            full = root / rel
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(full)
+                resolved = (full.parent / target).resolve()
+                if os.path.isabs(target) or not resolved.is_relative_to(root):
+                    problems.append(f"{full}: symlink to {target!r} leaves the bundle")
+                    continue
+                info = _tar_info(rel, 0, 0o777)
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(f"{full}: not a regular file (devices, sockets and FIFOs cannot be packed)")
+            elif st.st_size >= file_threshold:
+                digest, size = digest_file(full)
+                annotations = {ANNOTATION_TITLE: rel, ANNOTATION_FILE_MODE: f"{_mode(st.st_mode):04o}"}
+                big.append(BlobSource(Descriptor(FILE_LAYER_MEDIA_TYPE, digest, size, annotations), path=full))
+            else:
+                data = full.read_bytes()
+                tar.addfile(_tar_info(rel, len(data), _mode(st.st_mode)), io.BytesIO(data))
+    if problems:
+        raise BundleValidationError(
+            f"bundle {root} cannot be packed: " + "; ".join(problems), problems=problems, path=str(root)
+        )
+    code_bytes = code.getvalue()
+    code_layer = BlobSource(
+        Descriptor(CODE_LAYER_MEDIA_TYPE, digest_bytes(code_bytes), len(code_bytes), {ANNOTATION_TITLE: CODE_LAYER_TITLE}),
+        data=code_bytes,
+    )
+    config_bytes = canonical_json(manifest.to_dict())
+    config = BlobSource(Descriptor(CONFIG_MEDIA_TYPE, digest_bytes(config_bytes), len(config_bytes)), data=config_bytes)
+    layers = (code_layer, *sorted(big, key=lambda b: b.descriptor.title or ""))
+    annotations = {
+        ANNOTATION_TITLE: manifest.name,
+        ANNOTATION_VERSION: manifest.version,
+        ANNOTATION_ENTRYPOINT: manifest.entrypoint,
+    }
+    raw = manifest_bytes(config.descriptor, [layer.descriptor for layer in layers], annotations)
+    return PackedBundle(manifest, raw, digest_bytes(raw), config, layers)

@@ -1,0 +1,148 @@
+"""Static validation of a bundle directory. Nothing in the bundle is executed.
+
+Checks, reporting *every* problem rather than the first:
+
+* ``manifest.json`` exists, is JSON, and has ``name``, ``version``, ``entrypoint``;
+* the entry module's file exists and defines the entry function (found by parsing
+  the file with :mod:`ast`, not by importing it);
+* ``requirements.txt`` (optional) parses as PEP 508 requirements;
+* ``.bundleignore`` uses no unsupported syntax.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from modelops_infra.bundles._ignore import IGNORE_FILE
+from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_manifest
+from modelops_infra.errors import BundleValidationError
+
+__all__ = [
+    "REQUIREMENTS_FILE",
+    "ValidationReport",
+    "entry_module_path",
+    "parse_requirements",
+    "require_valid_bundle",
+    "validate_bundle",
+]
+
+REQUIREMENTS_FILE = "requirements.txt"
+
+
+@dataclass
+class ValidationReport:
+    path: Path
+    manifest: BundleManifest | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def entry_module_path(root: Path, module: str) -> Path | None:
+    """The file that defines ``module`` inside ``root`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``)."""
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _defines(tree: ast.Module, name: str) -> bool:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+            (a.asname or a.name.split(".")[0]) == name for a in node.names
+        ):
+            return True
+    return False
+
+
+def parse_requirements(text: str, *, source: str = REQUIREMENTS_FILE) -> tuple[list[Requirement], list[str]]:
+    """Parse requirement lines (comments and blank lines skipped). Returns requirements and problems."""
+    reqs: list[Requirement] = []
+    problems: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            problems.append(f"{source}:{lineno}: pip options such as {line.split()[0]!r} are not supported in bundles")
+            continue
+        try:
+            reqs.append(Requirement(line))
+        except InvalidRequirement as exc:
+            problems.append(f"{source}:{lineno}: invalid requirement {line!r} ({exc})")
+    return reqs, problems
+
+
+def validate_bundle(path: Path | str) -> ValidationReport:
+    """Validate the bundle at ``path``; never raises for bundle content problems."""
+    root = Path(path)
+    report = ValidationReport(path=root)
+    if not root.is_dir():
+        report.problems.append(f"{root}: not a directory")
+        return report
+    manifest_path = root / MANIFEST_FILE
+    if not manifest_path.is_file():
+        report.problems.append(f"{manifest_path}: missing (every bundle needs a {MANIFEST_FILE})")
+    else:
+        manifest, problems = parse_manifest(manifest_path.read_bytes(), source=str(manifest_path))
+        report.manifest = manifest
+        report.problems.extend(problems)
+        if manifest is not None:
+            _check_entrypoint(root, manifest, report.problems)
+    req_path = root / REQUIREMENTS_FILE
+    if req_path.is_file():
+        try:
+            _, problems = parse_requirements(req_path.read_text(encoding="utf-8"), source=str(req_path))
+        except UnicodeDecodeError as exc:
+            problems = [f"{req_path}: not UTF-8 text ({exc})"]
+        report.problems.extend(problems)
+    ignore_path = root / IGNORE_FILE
+    if ignore_path.is_file():
+        for lineno, line in enumerate(ignore_path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip().startswith("!"):
+                report.problems.append(f"{ignore_path}:{lineno}: negated patterns ('!') are not supported")
+    return report
+
+
+def _check_entrypoint(root: Path, manifest: BundleManifest, problems: list[str]) -> None:
+    module_file = entry_module_path(root, manifest.module)
+    if module_file is None:
+        rel = manifest.module.replace(".", "/")
+        problems.append(
+            f"{root / MANIFEST_FILE}: entrypoint '{manifest.entrypoint}' names module '{manifest.module}',"
+            f" but neither {rel}.py nor {rel}/__init__.py exists in the bundle"
+        )
+        return
+    try:
+        tree = ast.parse(module_file.read_bytes(), filename=str(module_file))
+    except (SyntaxError, ValueError) as exc:
+        problems.append(f"{module_file}: cannot be parsed ({exc})")
+        return
+    if not _defines(tree, manifest.function):
+        problems.append(
+            f"{module_file}: does not define function '{manifest.function}' named by entrypoint '{manifest.entrypoint}'"
+        )
+
+
+def require_valid_bundle(path: Path | str) -> BundleManifest:
+    """Validate and return the manifest, or raise :class:`BundleValidationError` listing every problem."""
+    report = validate_bundle(path)
+    if not report.ok or report.manifest is None:
+        count = len(report.problems)
+        raise BundleValidationError(
+            f"bundle {report.path} is invalid ({count} problem{'s' if count != 1 else ''}): " + "; ".join(report.problems),
+            problems=report.problems,
+            path=str(report.path),
+        )
+    return report.manifest
