@@ -1,0 +1,439 @@
+"""Pure builders for the Kubernetes objects of a Dask workspace.
+
+Every function here returns plain dicts (snake_case keys, as the
+``pulumi_kubernetes`` ``*ArgsDict`` types expect) and creates no resource, so
+the shape of the scheduler and workers is tested without Pulumi. Values may be
+``pulumi.Input`` (the registry's login server, the identity's client id); they
+are passed through untouched, so outputs stay outputs.
+
+Conventions:
+
+* The worker node pool carries the label ``modelops.io/pool=dask-workers`` and
+  the taint ``modelops.io/dask-worker=true:NoSchedule``; only workers tolerate it.
+* Every pod runs as UID 1000, non-root, with all capabilities dropped and a
+  read-only root filesystem; ``/tmp`` (Dask's scratch space and ``HOME``) and the
+  bundle cache are ``emptyDir`` volumes.
+* Nothing is exposed outside the cluster: the scheduler Service is ClusterIP and
+  NetworkPolicies admit only the workspace's own pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelops_infra.infra.naming import dns_label
+
+__all__ = [
+    "BUNDLE_CACHE_DIR",
+    "DASHBOARD_PORT",
+    "SAFE_TO_EVICT_ANNOTATION",
+    "SCHEDULER_PORT",
+    "WORKER_DASHBOARD_PORT",
+    "WORKER_POOL_LABEL",
+    "WORKER_POOL_TAINT",
+    "WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION",
+    "WORKLOAD_IDENTITY_LABEL",
+    "WorkspaceNames",
+    "bundle_env",
+    "container_resources",
+    "container_security_context",
+    "federated_subject",
+    "network_policy_specs",
+    "pod_labels",
+    "pod_security_context",
+    "scheduler_address",
+    "scheduler_command",
+    "scheduler_deployment_spec",
+    "scheduler_pdb_spec",
+    "scheduler_service_spec",
+    "selector_labels",
+    "worker_command",
+    "worker_deployment_spec",
+    "worker_hpa_spec",
+    "worker_node_selector",
+    "worker_pool_taint",
+    "worker_tolerations",
+    "workspace_names",
+]
+
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+WORKER_DASHBOARD_PORT = 8789
+RUN_AS_USER = 1000
+
+BUNDLE_CACHE_DIR = "/var/cache/modelops/bundles"
+TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir, private to the pod
+
+WORKER_POOL_LABEL = ("modelops.io/pool", "dask-workers")
+WORKER_POOL_TAINT = ("modelops.io/dask-worker", "true", "NoSchedule")
+
+WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+
+
+# --------------------------------------------------------------------------- names and labels
+
+
+@dataclass(frozen=True)
+class WorkspaceNames:
+    """Physical names of a workspace's namespaced objects, all DNS labels."""
+
+    workspace: str
+    namespace: str
+    service_account: str
+    scheduler: str
+    workers: str
+
+    @property
+    def scheduler_service(self) -> str:
+        return self.scheduler
+
+
+def workspace_names(workspace: str, namespace: str) -> WorkspaceNames:
+    """Derive object names from the component name, so two workspaces never collide."""
+    return WorkspaceNames(
+        workspace=dns_label(workspace),
+        namespace=namespace,
+        service_account=dns_label(workspace, "sa"),
+        scheduler=dns_label(workspace, "scheduler"),
+        workers=dns_label(workspace, "workers"),
+    )
+
+
+def selector_labels(names: WorkspaceNames, component: str) -> dict[str, str]:
+    """Immutable labels a Deployment selects its pods by."""
+    return {
+        "app.kubernetes.io/name": "dask",
+        "app.kubernetes.io/instance": names.workspace,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def _workspace_pod_selector(names: WorkspaceNames) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "dask", "app.kubernetes.io/instance": names.workspace}
+
+
+def pod_labels(names: WorkspaceNames, component: str) -> dict[str, str]:
+    """Selector labels plus the workload-identity opt-in and ``part-of``."""
+    return {
+        **selector_labels(names, component),
+        "app.kubernetes.io/part-of": "modelops",
+        WORKLOAD_IDENTITY_LABEL: "true",
+    }
+
+
+def scheduler_address(names: WorkspaceNames) -> str:
+    """The in-cluster address of the scheduler, ``tcp://<svc>.<ns>.svc.cluster.local:8786``."""
+    return f"tcp://{names.scheduler_service}.{names.namespace}.svc.cluster.local:{SCHEDULER_PORT}"
+
+
+def federated_subject(names: WorkspaceNames) -> str:
+    """The token subject AKS issues for the workspace's ServiceAccount."""
+    return f"system:serviceaccount:{names.namespace}:{names.service_account}"
+
+
+# --------------------------------------------------------------------------- node pool placement
+
+
+def worker_pool_taint() -> str:
+    """The taint on the worker pool, in AKS ``key=value:Effect`` form."""
+    key, value, effect = WORKER_POOL_TAINT
+    return f"{key}={value}:{effect}"
+
+
+def worker_node_selector() -> dict[str, str]:
+    key, value = WORKER_POOL_LABEL
+    return {key: value}
+
+
+def worker_tolerations() -> list[dict[str, str]]:
+    key, value, effect = WORKER_POOL_TAINT
+    return [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def bundle_env(
+    *,
+    login_server: Any,
+    repository: str,
+    client_id: Any,
+    cache_dir: str = BUNDLE_CACHE_DIR,
+) -> list[dict[str, Any]]:
+    """Environment shared by scheduler and workers.
+
+    ``login_server`` and ``client_id`` are usually Outputs and are kept as such:
+    the registry a worker pulls from is the registry component's output,
+    never a literal.
+    """
+    return [
+        {"name": "MODELOPS_BUNDLE_REGISTRY", "value": login_server},
+        {"name": "MODELOPS_BUNDLE_REPOSITORY", "value": repository},
+        {"name": "MODELOPS_BUNDLE_CACHE_DIR", "value": cache_dir},
+        {"name": "AZURE_CLIENT_ID", "value": client_id},
+        # Dask writes config and scratch files under HOME and its temporary
+        # directory; both point at the /tmp emptyDir so the root fs can be read-only.
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "DASK_TEMPORARY_DIRECTORY", "value": TMP_DIR},
+    ]
+
+
+def container_resources(cpu: str, memory: str) -> dict[str, dict[str, str]]:
+    """Requests equal to limits (Guaranteed QoS): Dask sizes itself from them."""
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu, "memory": memory},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": RUN_AS_USER,
+        "run_as_group": RUN_AS_USER,
+        "allow_privilege_escalation": False,
+        "read_only_root_filesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": RUN_AS_USER,
+        "run_as_group": RUN_AS_USER,
+        "fs_group": RUN_AS_USER,
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def scheduler_command() -> list[str]:
+    return [
+        "dask",
+        "scheduler",
+        "--port",
+        str(SCHEDULER_PORT),
+        "--dashboard-address",
+        f":{DASHBOARD_PORT}",
+    ]
+
+
+def worker_command(scheduler_service: str, *, nthreads: int, memory_limit_bytes: int) -> list[str]:
+    """``dask worker tcp://<svc>:8786 --preload modelops_infra.worker`` sized from the container.
+
+    ``--memory-limit`` is the container's memory limit in bytes, so Dask's
+    spill/pause/terminate thresholds trigger before the kernel's OOM killer.
+    """
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    if memory_limit_bytes < 1:
+        raise ValueError(f"memory_limit_bytes must be >= 1, got {memory_limit_bytes}")
+    return [
+        "dask",
+        "worker",
+        f"tcp://{scheduler_service}:{SCHEDULER_PORT}",
+        "--preload",
+        "modelops_infra.worker",
+        "--nthreads",
+        str(nthreads),
+        "--memory-limit",
+        str(memory_limit_bytes),
+        "--dashboard-address",
+        f":{WORKER_DASHBOARD_PORT}",
+    ]
+
+
+def _http_probe(port: int, *, initial_delay: int, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "http_get": {"path": "/health", "port": port},
+        "initial_delay_seconds": initial_delay,
+        "period_seconds": period,
+        "timeout_seconds": 5,
+        "failure_threshold": failures,
+    }
+
+
+def _volume_mounts() -> list[dict[str, str]]:
+    return [
+        {"name": "tmp", "mount_path": TMP_DIR},
+        {"name": "bundle-cache", "mount_path": BUNDLE_CACHE_DIR},
+    ]
+
+
+def _volumes(cache_size: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "tmp", "empty_dir": {}},
+        {"name": "bundle-cache", "empty_dir": {"size_limit": cache_size}},
+    ]
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def scheduler_deployment_spec(
+    names: WorkspaceNames,
+    *,
+    image: Any,
+    env: Sequence[Mapping[str, Any]],
+    cpu: str,
+    memory: str,
+    cache_size: str,
+) -> dict[str, Any]:
+    """One scheduler replica, never evicted by the autoscaler, probed on ``/health``."""
+    return {
+        "replicas": 1,
+        # Two schedulers would split the workers between them.
+        "strategy": {"type": "Recreate"},
+        "selector": {"match_labels": selector_labels(names, "scheduler")},
+        "template": {
+            "metadata": {
+                "labels": pod_labels(names, "scheduler"),
+                "annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},
+            },
+            "spec": {
+                "service_account_name": names.service_account,
+                "automount_service_account_token": False,
+                "security_context": pod_security_context(),
+                "containers": [
+                    {
+                        "name": "scheduler",
+                        "image": image,
+                        "command": scheduler_command(),
+                        "ports": [
+                            {"name": "tcp-comm", "container_port": SCHEDULER_PORT},
+                            {"name": "http-dashboard", "container_port": DASHBOARD_PORT},
+                        ],
+                        "env": list(env),
+                        "resources": container_resources(cpu, memory),
+                        "readiness_probe": _http_probe(DASHBOARD_PORT, initial_delay=5, period=10, failures=3),
+                        "liveness_probe": _http_probe(DASHBOARD_PORT, initial_delay=30, period=20, failures=6),
+                        "security_context": container_security_context(),
+                        "volume_mounts": _volume_mounts(),
+                    }
+                ],
+                "volumes": _volumes(cache_size),
+            },
+        },
+    }
+
+
+def worker_deployment_spec(
+    names: WorkspaceNames,
+    *,
+    image: Any,
+    env: Sequence[Mapping[str, Any]],
+    cpu: str,
+    memory: str,
+    nthreads: int,
+    memory_limit_bytes: int,
+    cache_size: str,
+    replicas: int | None,
+) -> dict[str, Any]:
+    """Workers on the tainted user pool. ``replicas=None`` leaves the count to an HPA."""
+    spec: dict[str, Any] = {
+        "selector": {"match_labels": selector_labels(names, "worker")},
+        "template": {
+            "metadata": {"labels": pod_labels(names, "worker")},
+            "spec": {
+                "service_account_name": names.service_account,
+                "automount_service_account_token": False,
+                "security_context": pod_security_context(),
+                "node_selector": worker_node_selector(),
+                "tolerations": worker_tolerations(),
+                # Let a worker finish its task and hand data back before it goes.
+                "termination_grace_period_seconds": 60,
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": image,
+                        "command": worker_command(
+                            names.scheduler_service, nthreads=nthreads, memory_limit_bytes=memory_limit_bytes
+                        ),
+                        "ports": [{"name": "http-dashboard", "container_port": WORKER_DASHBOARD_PORT}],
+                        "env": list(env),
+                        "resources": container_resources(cpu, memory),
+                        "liveness_probe": _http_probe(
+                            WORKER_DASHBOARD_PORT, initial_delay=30, period=20, failures=6
+                        ),
+                        "security_context": container_security_context(),
+                        "volume_mounts": _volume_mounts(),
+                    }
+                ],
+                "volumes": _volumes(cache_size),
+            },
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return spec
+
+
+def scheduler_service_spec(names: WorkspaceNames) -> dict[str, Any]:
+    """ClusterIP only; reach the dashboard with ``kubectl port-forward``."""
+    return {
+        "type": "ClusterIP",
+        "selector": selector_labels(names, "scheduler"),
+        "ports": [
+            {"name": "tcp-comm", "port": SCHEDULER_PORT, "target_port": SCHEDULER_PORT},
+            {"name": "http-dashboard", "port": DASHBOARD_PORT, "target_port": DASHBOARD_PORT},
+        ],
+    }
+
+
+def scheduler_pdb_spec(names: WorkspaceNames) -> dict[str, Any]:
+    """Keep the one scheduler through voluntary disruptions (drains, upgrades)."""
+    return {"min_available": 1, "selector": {"match_labels": selector_labels(names, "scheduler")}}
+
+
+def worker_hpa_spec(
+    names: WorkspaceNames, *, min_replicas: int, max_replicas: int, target_cpu_utilization: int
+) -> dict[str, Any]:
+    """autoscaling/v2 HPA scaling the worker Deployment on CPU utilisation."""
+    return {
+        "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": names.workers},
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "average_utilization": target_cpu_utilization},
+                },
+            }
+        ],
+    }
+
+
+def network_policy_specs(names: WorkspaceNames) -> dict[str, dict[str, Any]]:
+    """Ingress policies keyed ``scheduler`` and ``workers``: only workspace pods get in.
+
+    The scheduler admits 8786 and 8787; workers admit any port (Dask picks
+    worker and nanny ports at random) but only from the workspace's pods.
+    """
+    peers = [{"pod_selector": {"match_labels": _workspace_pod_selector(names)}}]
+    return {
+        "scheduler": {
+            "pod_selector": {"match_labels": selector_labels(names, "scheduler")},
+            "policy_types": ["Ingress"],
+            "ingress": [
+                {
+                    "from": peers,
+                    "ports": [
+                        {"protocol": "TCP", "port": SCHEDULER_PORT},
+                        {"protocol": "TCP", "port": DASHBOARD_PORT},
+                    ],
+                }
+            ],
+        },
+        "workers": {
+            "pod_selector": {"match_labels": selector_labels(names, "worker")},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": peers}],
+        },
+    }
