@@ -1,0 +1,72 @@
+"""Shared fixtures: real registries, real Dask clusters, bundle factories."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import DaskCluster, Registry, start_dask, start_registry
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """One plain-HTTP registry on a free loopback port for the whole session."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def fresh_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry of its own, for tests that count requests or tamper with storage."""
+    reg = start_registry(tmp_path / "registry")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[DaskCluster]:
+    """Scheduler + 2 worker processes with ``--preload modelops_infra.worker``.
+
+    ``MODELOPS_BUNDLE_REGISTRY`` is set only in the workers' environment.
+    """
+    root = tmp_path_factory.mktemp("dask")
+    c = start_dask(root, workers=2, worker_env={
+        "MODELOPS_BUNDLE_REGISTRY": registry.address,
+        "MODELOPS_BUNDLE_CACHE_DIR": str(root / "cache"),
+    })
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path) -> Callable[..., Path]:
+    """Write a bundle directory: ``make_bundle("name", {"sim.py": "..."}, entrypoint="sim:run")``."""
+
+    def _make(name: str = "demo", files: dict[str, str | bytes] | None = None, *, entrypoint: str = "sim:run",
+              version: str = "1.0.0", requirements: str | None = None) -> Path:
+        root = tmp_path / "bundles" / name
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "manifest.json").write_text(json.dumps({"name": name, "version": version, "entrypoint": entrypoint}))
+        files = files if files is not None else {
+            "sim.py": textwrap.dedent("""
+                def run(params, seed):
+                    return {"params": params, "seed": seed, "bundle": %r}
+            """ % name)
+        }
+        for rel, content in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content))
+        if requirements is not None:
+            (root / "requirements.txt").write_text(requirements)
+        return root
+
+    return _make
