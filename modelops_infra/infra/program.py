@@ -1,0 +1,210 @@
+"""The ``modelops`` Pulumi program: read typed stack config, compose the components.
+
+``__main__.py`` at the repository root calls :func:`main`. Everything runs at
+call time; importing this module creates nothing and imports no cloud SDK.
+
+Dispatch on ``modelops:cloud``:
+
+* ``azure`` (default): :func:`_deploy_azure` imports the Azure components
+  lazily, then builds ContainerRegistry -> AksCluster -> DaskWorkspace and the
+  optional smoke test (:func:`_smoke_test`).
+* ``local``: :func:`_deploy_local` hands the config to
+  :func:`modelops_infra.infra.local.stack.deploy_local`, and never imports
+  ``pulumi_azure_native`` or ``pulumi_kubernetes``.
+
+Stack outputs (Azure): ``acr_login_server``, ``registry_name``, ``registry_id``,
+``resource_group_name``, ``cluster_name``, ``kubeconfig`` (secret),
+``namespace``, ``scheduler_address``, ``dashboard_url``; plus
+``smoke_test_bundle_ref`` and ``smoke_test_result`` when the smoke test runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from modelops_infra.infra.config import StackConfig, load_stack_config
+
+if TYPE_CHECKING:
+    from modelops_infra.infra.azure.workspace import DaskWorkspace
+
+__all__ = ["deploy", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Outputs a stack named by ``modelops:infraStack`` must export for the two-stack layout.
+INFRA_STACK_OUTPUTS = ("acr_login_server", "registry_id", "registry_name", "resource_group_name")
+
+
+def main() -> None:
+    """Entry point for ``__main__.py``: load config, deploy, export the outputs.
+
+    Raises :class:`~modelops_infra.errors.ConfigurationError` (naming the key)
+    before any resource is registered when the configuration is invalid, so
+    ``pulumi preview`` fails with that message.
+    """
+    cfg = load_stack_config()
+    outputs = deploy(cfg)
+    for key, value in (outputs or {}).items():
+        pulumi.export(key, value)
+
+
+def deploy(cfg: StackConfig) -> Mapping[str, Any] | None:
+    """Build the stack for ``cfg.cloud`` and return its outputs (not yet exported)."""
+    if cfg.cloud == "local":
+        return _deploy_local(cfg)
+    return _deploy_azure(cfg)
+
+
+# --------------------------------------------------------------------------- local
+
+
+def _deploy_local(cfg: StackConfig) -> Mapping[str, Any] | None:
+    """The one-machine stack; owned by :mod:`modelops_infra.infra.local`.
+
+    ``deploy_local`` may return a mapping of stack outputs (exported by
+    :func:`main`) or export them itself and return ``None``.
+    """
+    from modelops_infra.infra.local.stack import deploy_local
+
+    return deploy_local(cfg)
+
+
+# --------------------------------------------------------------------------- azure
+
+
+def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
+    from modelops_infra.infra.azure import (
+        AksCluster,
+        AksClusterArgs,
+        ContainerRegistry,
+        ContainerRegistryArgs,
+        DaskWorkspace,
+        DaskWorkspaceArgs,
+    )
+    from modelops_infra.infra.naming import aks_dns_prefix
+
+    project, stack = pulumi.get_project(), pulumi.get_stack()
+    tags = {"project": project, "stack": stack, "managed-by": "pulumi"}
+
+    if cfg.infra_stack:
+        # Two-stack layout: the registry (and its resource group) live in another stack.
+        logger.info("reading the registry from stack %s", cfg.infra_stack)
+        infra = pulumi.StackReference(cfg.infra_stack)
+        login_server: pulumi.Input[str] = infra.require_output("acr_login_server")
+        registry_id: pulumi.Input[str] = infra.require_output("registry_id")
+        registry_name: pulumi.Input[str] = infra.require_output("registry_name")
+        resource_group_name: pulumi.Input[str] = infra.require_output("resource_group_name")
+    else:
+        registry = ContainerRegistry(
+            "modelops",
+            ContainerRegistryArgs(
+                sku=cfg.registry.sku,
+                resource_group_name=cfg.registry.resource_group,
+                project=project,
+                stack=stack,
+                tags=tags,
+            ),
+        )
+        login_server = registry.login_server
+        registry_id = registry.registry_id
+        registry_name = registry.registry_name
+        resource_group_name = registry.resource_group_name
+
+    aks_cfg = cfg.aks
+    cluster = AksCluster(
+        "modelops",
+        AksClusterArgs(
+            resource_group_name=resource_group_name,
+            registry_id=registry_id,
+            dns_prefix=aks_dns_prefix(project, stack),
+            kubernetes_version=aks_cfg.kubernetes_version,
+            system_vm_size=aks_cfg.system_pool.vm_size,
+            system_count=aks_cfg.system_pool.count,
+            worker_vm_size=aks_cfg.worker_pool.vm_size,
+            worker_min_count=aks_cfg.worker_pool.min_count,
+            worker_max_count=aks_cfg.worker_pool.max_count,
+            worker_os_disk_size_gb=aks_cfg.worker_pool.os_disk_size_gb,
+            tags=tags,
+        ),
+    )
+
+    ws = cfg.workspace
+    workspace = DaskWorkspace(
+        "dask",
+        DaskWorkspaceArgs(
+            provider=cluster.provider,
+            login_server=login_server,
+            resource_group_name=resource_group_name,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            registry_id=registry_id,
+            namespace=ws.namespace,
+            workers=ws.workers,
+            threads=ws.threads,
+            cpu=ws.cpu,
+            memory=ws.memory,
+            scheduler_cpu=ws.scheduler.cpu,
+            scheduler_memory=ws.scheduler.memory,
+            image=ws.image,
+            image_tag=ws.image_tag,
+            bundle_repository=ws.bundle_repository,
+            cache_size=ws.cache_size,
+            autoscale=ws.autoscale,
+        ),
+    )
+
+    outputs: dict[str, Any] = {
+        "acr_login_server": login_server,
+        "registry_name": registry_name,
+        "registry_id": registry_id,
+        "resource_group_name": resource_group_name,
+        "cluster_name": cluster.cluster_name,
+        "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
+        "namespace": workspace.namespace,
+        "scheduler_address": workspace.scheduler_address,
+        "dashboard_url": workspace.dashboard_url,
+    }
+    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=cluster.kubeconfig)
+    if smoke is not None:
+        outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
+        outputs["smoke_test_result"] = smoke.result
+    return outputs
+
+
+def _smoke_test(
+    cfg: StackConfig,
+    login_server: pulumi.Input[str],
+    workspace: DaskWorkspace,
+    *,
+    kubeconfig: pulumi.Input[str] | None = None,
+) -> Any | None:
+    """Create the deploy-time ``BundleSmokeTest`` when ``modelops:smokeTest.enabled``.
+
+    Hook for :mod:`modelops_infra.infra.smoke` (imported only when enabled).
+    The test runs after the workspace exists and reaches the scheduler over a
+    port-forward through the Kubernetes API (kubeconfig, namespace, service),
+    never through a public endpoint. Returns the resource, or ``None`` when
+    disabled.
+    """
+    if not cfg.smoke_test.enabled:
+        logger.info("smoke test disabled by modelops:smokeTest.enabled")
+        return None
+    from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs
+
+    return BundleSmokeTest(
+        "smoke-test",
+        BundleSmokeTestArgs(
+            login_server=login_server,
+            repository=cfg.workspace.bundle_repository,
+            bundle=cfg.smoke_test.bundle,
+            kubeconfig=kubeconfig,
+            namespace=workspace.namespace,
+            scheduler_service=workspace.scheduler_service,
+            timeout=cfg.smoke_test.timeout,
+            triggers=list(cfg.smoke_test.triggers),
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[workspace]),
+    )
