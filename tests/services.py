@@ -166,9 +166,11 @@ def start_dask(root: Path, *, workers: int = 1, nthreads: int = 2, worker_env: M
     from distributed import Client
 
     with Client(cluster.scheduler_address, timeout=30) as client:
-        try:
-            client.wait_for_workers(workers * nworkers_per_proc, timeout=60)
-        except Exception as exc:
-            cluster.stop()
-            raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}") from exc
+        deadline = time.monotonic() + 60
+        while len(client.scheduler_info(n_workers=-1)["workers"]) < workers * nworkers_per_proc:
+            dead = [p for p in cluster.procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                cluster.stop()
+                raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}")
+            time.sleep(0.1)
     return cluster

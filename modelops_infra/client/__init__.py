@@ -1,0 +1,17 @@
+"""Client side: ``SimTask``, ``DaskSimulationService`` and registry discovery."""
+
+from modelops_infra.client._discovery import (
+    BundleEnv,
+    bundle_env_path,
+    get_registry_url,
+    load_bundle_env,
+    worker_image,
+    write_bundle_env,
+)
+from modelops_infra.client._service import DaskSimulationService, ServiceConfig
+from modelops_infra.client._task import SimTask, task_key
+
+__all__ = [
+    "BundleEnv", "DaskSimulationService", "ServiceConfig", "SimTask", "bundle_env_path", "get_registry_url",
+    "load_bundle_env", "task_key", "worker_image", "write_bundle_env",
+]

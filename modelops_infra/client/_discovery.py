@@ -1,0 +1,102 @@
+"""Registry discovery: where bundles and worker images live for an environment.
+
+Lookup order for :func:`get_registry_url`:
+
+1. ``MODELOPS_BUNDLE_REGISTRY``;
+2. ``~/.modelops/bundle-env/<env>.yaml`` (``registry.login_server``), written by ``mops env write``;
+3. otherwise :class:`ConfigurationError` naming both places.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from modelops_infra.errors import ConfigurationError
+
+__all__ = ["BundleEnv", "bundle_env_path", "get_registry_url", "load_bundle_env", "worker_image", "write_bundle_env"]
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or Path.home())
+
+
+def bundle_env_path(env: str = "dev", *, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    if not env or "/" in env or env.startswith("."):
+        raise ConfigurationError(f"environment name {env!r} is not a plain name")
+    return _home(environ) / ".modelops" / "bundle-env" / f"{env}.yaml"
+
+
+@dataclass(frozen=True)
+class BundleEnv:
+    registry: str | None
+    scheduler_address: str | None
+    path: Path
+
+
+def load_bundle_env(env: str = "dev", *, environ: Mapping[str, str] | None = None) -> BundleEnv | None:
+    """Read ``~/.modelops/bundle-env/<env>.yaml``; ``None`` if absent; error naming the file if malformed."""
+    path = bundle_env_path(env, environ=environ)
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: cannot be read as YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: top level must be a mapping")
+    registry = (data.get("registry") or {}).get("login_server") if isinstance(data.get("registry"), dict) else None
+    scheduler = (data.get("scheduler") or {}).get("address") if isinstance(data.get("scheduler"), dict) else None
+    if registry is not None and not isinstance(registry, str):
+        raise ConfigurationError(f"{path}: registry.login_server must be a string")
+    return BundleEnv(registry, scheduler, path)
+
+
+def get_registry_url(env: str = "dev", *, environ: Mapping[str, str] | None = None) -> str:
+    """The bundle registry's login server for ``env`` (see module docstring for the order)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("MODELOPS_BUNDLE_REGISTRY")
+    if value:
+        return value
+    loaded = load_bundle_env(env, environ=environ)
+    if loaded is not None and loaded.registry:
+        return loaded.registry
+    path = bundle_env_path(env, environ=environ)
+    raise ConfigurationError(
+        f"no bundle registry for environment {env!r}: MODELOPS_BUNDLE_REGISTRY is unset and {path}"
+        f" {'has no registry.login_server' if loaded else 'does not exist'}",
+        hint=f"export MODELOPS_BUNDLE_REGISTRY, or run 'mops env write --env {env}' after 'pulumi up'",
+    )
+
+
+def worker_image(env: str = "dev", tag: str = "latest", *, environ: Mapping[str, str] | None = None) -> str:
+    """``<registry>/modelops/dask-worker:<tag>`` for ``env``, using :func:`get_registry_url`."""
+    return f"{get_registry_url(env, environ=environ)}/modelops/dask-worker:{tag}"
+
+
+def write_bundle_env(env: str, registry: str, scheduler_address: str | None = None, *,
+                     environ: Mapping[str, str] | None = None) -> Path:
+    """Atomically write ``~/.modelops/bundle-env/<env>.yaml`` with mode 0600. Idempotent."""
+    path = bundle_env_path(env, environ=environ)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data: dict[str, object] = {"registry": {"login_server": registry}}
+    if scheduler_address:
+        data["scheduler"] = {"address": scheduler_address}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{env}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(data, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,75 @@
+"""``DaskSimulationService``: submit :class:`SimTask` s to Dask workers that run bundles."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client, Future
+
+from modelops_infra.bundles import BundleSettings, Reference, resolve_reference
+from modelops_infra.client._discovery import get_registry_url
+from modelops_infra.client._task import SimTask, task_key
+from modelops_infra.worker import run_sim_task
+
+__all__ = ["DaskSimulationService", "ServiceConfig"]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Client-side settings. ``registry`` is only used to resolve *tags*; workers use their own."""
+
+    registry: str | None = None
+    env: str = "dev"
+
+
+class DaskSimulationService:
+    """Submit simulations; futures resolve to the entry function's dict result.
+
+    A worker-side failure is re-raised by ``future.result()`` / :meth:`gather`
+    as the worker's :class:`~modelops_infra.errors.ModelOpsError`: fetch-stage
+    errors (``RegistryError``, ``IntegrityError``, ``UnsafeArchiveError``,
+    ``CacheError``) or run-stage errors (``RequirementsError``, ``BundleRunError``).
+    """
+
+    def __init__(self, client: Client, config: ServiceConfig | None = None) -> None:
+        self.client = client
+        self.config = config or ServiceConfig()
+        self._pinned: dict[str, Reference] = {}
+        self._lock = threading.Lock()
+
+    def pin(self, bundle_ref: str) -> Reference:
+        """Resolve ``bundle_ref`` to a digest (tags resolved once, then remembered)."""
+        found = self._pinned.get(bundle_ref)
+        if found is not None:
+            return found
+        parsed = Reference.parse(bundle_ref)
+        if not parsed.pinned:
+            registry = parsed.registry or self.config.registry or get_registry_url(self.config.env)
+            parsed = resolve_reference(Reference(registry, parsed.repository, parsed.tag),
+                                       settings=BundleSettings.from_env())
+        with self._lock:
+            self._pinned[bundle_ref] = parsed
+        return parsed
+
+    def _args(self, task: SimTask) -> tuple[str, str, str | None, dict[str, Any], int, str]:
+        ref = self.pin(task.bundle_ref)
+        assert ref.digest is not None
+        return ref.repository, ref.digest, task.fn_ref, task.params, task.seed, task_key(
+            ref.digest, task.fn_ref, task.params, task.seed)
+
+    def submit(self, task: SimTask) -> Future:
+        repo, digest, fn_ref, params, seed, key = self._args(task)
+        return self.client.submit(run_sim_task, repo, digest, fn_ref, params, seed, key=key, pure=False)
+
+    def submit_batch(self, tasks: Iterable[SimTask]) -> list[Future]:
+        rows = [self._args(t) for t in tasks]
+        if not rows:
+            return []
+        cols = list(zip(*rows))
+        return self.client.map(run_sim_task, *cols[:5], key=list(cols[5]), pure=False)
+
+    def gather(self, futures: Sequence[Future]) -> list[dict[str, Any]]:
+        return self.client.gather(list(futures))
