@@ -1,0 +1,136 @@
+"""``mops bundle validate|push|pull|inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from modelops_infra.bundles import (
+    BundleSettings,
+    RegistryClient,
+    inspect_bundle,
+    pack_bundle,
+    pull_bundle,
+    push_packed,
+    validate_bundle,
+)
+from modelops_infra.cli._console import echo_json, human_size, stdout_console, stdout_is_tty, transfer_progress
+from modelops_infra.errors import BundleValidationError
+
+__all__ = ["bundle_app", "validate"]
+
+bundle_app = typer.Typer(help="Validate, push, pull and inspect bundles.", no_args_is_help=True)
+
+_PATH = typer.Argument(..., help="Bundle directory (holds manifest.json).", show_default=False)
+_JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+
+
+@bundle_app.command("validate")
+def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
+    """Check a bundle without running it; list every problem and exit 1 if there is one."""
+    report = validate_bundle(path)
+    if as_json:
+        m = report.manifest
+        echo_json({"path": str(path), "ok": report.ok, "problems": report.problems,
+                   "manifest": None if m is None else {"name": m.name, "version": m.version,
+                                                       "entrypoint": m.entrypoint}})
+    elif report.ok:
+        assert report.manifest is not None
+        m = report.manifest
+        typer.echo(f"{path}: valid bundle {m.name} {m.version} (entrypoint {m.entrypoint})")
+    else:
+        typer.echo(f"{path}: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
+        for problem in report.problems:
+            first, *rest = problem.splitlines() or [""]
+            typer.echo(f"  - {first}")
+            for line in rest:  # packaging's parse errors span lines; keep them under their item
+                typer.echo(f"    {line}")
+    if not report.ok:
+        count = len(report.problems)
+        raise BundleValidationError(f"bundle {path} is invalid ({count} problem{'s' if count != 1 else ''})",
+                                    problems=report.problems, hint="fix the problems listed above")
+
+
+@bundle_app.command("push")
+def push(
+    path: Path = _PATH,
+    registry: str | None = typer.Option(None, "--registry", "-r", show_default=False,
+                                 help="Registry host[:port]. Default: get_registry_url(--env)."),
+    env: str = typer.Option("dev", "--env", help="Environment whose registry to use when --registry is not given."),
+    repository: str | None = typer.Option(None, "--repository", show_default=False,
+                                   help="Repository in the registry. Default: MODELOPS_BUNDLE_REPOSITORY or modelops/bundles."),
+    tag: str | None = typer.Option(None, "--tag", "-t", show_default=False, help="Also tag the pushed manifest."),
+    as_json: bool = _JSON,
+) -> None:
+    """Validate, pack and push a bundle. The last stdout line is the pinned reference (registry/repo@sha256:...)."""
+    from modelops_infra.client import get_registry_url
+
+    settings = BundleSettings.from_env()
+    registry = registry or get_registry_url(env)
+    packed = pack_bundle(path)
+    with transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
+            RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as client:
+        result = push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
+    if as_json:
+        echo_json({**result.to_dict(), "tag": tag, "name": packed.manifest.name, "version": packed.manifest.version})
+        return
+    typer.echo(f"pushed {packed.manifest.name} {packed.manifest.version}: {result.blobs_uploaded} blob(s) uploaded"
+               f" ({human_size(result.bytes_uploaded)}), {result.blobs_skipped} already present,"
+               f" {human_size(result.total_bytes)} in all" + (f"; tagged {tag}" if tag else ""))
+    typer.echo(str(result.reference))
+
+
+@bundle_app.command("pull")
+def pull(
+    ref: str = typer.Argument(..., help="[registry/]repository[:tag|@sha256:...]", show_default=False),
+    dest: Path = typer.Option(..., "--dest", "-d", help="Directory to create (must be absent or empty).",
+                              show_default=False),
+    as_json: bool = _JSON,
+) -> None:
+    """Fetch a bundle (verified, through the local cache) into DIR."""
+    total: int | None = None
+    if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
+        total = int(inspect_bundle(ref)["total_bytes"])
+    with transfer_progress(f"pull {ref}", total) as progress:
+        local = pull_bundle(ref, dest, progress=progress)
+    if as_json:
+        echo_json({"digest": local.digest, "dest": str(dest), "name": local.manifest.name,
+                   "version": local.manifest.version, "size": local.size, "repository": local.repository})
+        return
+    typer.echo(f"pulled {local.manifest.name} {local.manifest.version} ({human_size(local.size)}, {local.digest})")
+    typer.echo(str(dest))
+
+
+def _inspect_table(info: dict[str, Any]) -> Table:
+    table = Table(title="files", show_edge=False)
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    table.add_column("media type")
+    table.add_column("digest")
+    for layer in info["layers"]:
+        table.add_row(layer.get("title") or "-", human_size(layer["size"]), layer["mediaType"], layer["digest"][:19])
+    return table
+
+
+@bundle_app.command("inspect")
+def inspect(
+    ref: str = typer.Argument(..., help="[registry/]repository[:tag|@sha256:...]", show_default=False),
+    as_json: bool = _JSON,
+) -> None:
+    """Show a pushed bundle's manifest, files and sizes without downloading it."""
+    info = inspect_bundle(ref)
+    if as_json:
+        echo_json(info)
+        return
+    console = stdout_console()
+    bundle = info.get("bundle") or {}
+    console.print(f"reference     {info['reference']}", highlight=False)
+    for key in ("name", "version", "entrypoint", "description"):
+        if bundle.get(key):
+            console.print(f"{key:<13} {bundle[key]}", highlight=False)
+    console.print(f"artifactType  {info['artifactType']}", highlight=False)
+    console.print(f"total size    {human_size(info['total_bytes'])}", highlight=False)
+    console.print(_inspect_table(info))

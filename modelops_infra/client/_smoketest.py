@@ -1,0 +1,294 @@
+"""The end-to-end smoke test, stage by stage: shared by ``mops dev smoke-test`` and ``BundleSmokeTest``.
+
+Stages, in order (errors and timings use these names)::
+
+    pack     validate and pack the bundle (pure, reproducible)
+    push     push it to the registry (blobs the registry has are skipped)
+    connect  connect a Dask client to the scheduler
+    workers  wait for at least ``min_workers`` workers
+    fetch    a worker fetches and verifies the bundle (a fetch-only task)
+    run      one SimTask through DaskSimulationService runs the entrypoint
+    verify   the result is a JSON-serializable dict
+
+:func:`run_smoke_test` never raises for a stage failure: it returns a
+:class:`SmokeTestReport` whose ``error`` is prefixed with the failed stage
+(``"fetch: integrity error on sha256:..."``, ``"workers: no worker within 30 s"``).
+Call :meth:`SmokeTestReport.raise_for_failure` to turn a failure into a
+:class:`~modelops_infra.errors.SmokeTestError` carrying ``stage``.
+
+Every wait on the Dask side (connect, workers, fetch, run) is bounded by one
+deadline, ``timeout`` seconds after ``connect`` starts. ``pack`` reads the local
+disk only, and ``push`` is bounded by the registry client's own per-request
+timeout and bounded retries (``MODELOPS_BUNDLE_TIMEOUT``).
+
+Nothing is left behind on the client: the Dask client is closed on every path.
+The pushed bundle stays in the registry (pushes are idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelops_infra.bundles import (
+    BundleSettings,
+    RegistryClient,
+    builtin_bundle_path,
+    pack_bundle,
+    push_packed,
+)
+from modelops_infra.errors import (
+    CacheError,
+    ConfigurationError,
+    IntegrityError,
+    ModelOpsError,
+    RegistryError,
+    SmokeTestError,
+    UnsafeArchiveError,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+__all__ = ["DEFAULT_SMOKE_PARAMS", "DEFAULT_SMOKE_SEED", "STAGES", "ClusterProbe", "SmokeTestReport",
+           "probe_scheduler", "run_smoke_test"]
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("pack", "push", "connect", "workers", "fetch", "run", "verify")
+DEFAULT_SMOKE_PARAMS: Mapping[str, Any] = {"test": "smoke"}
+DEFAULT_SMOKE_SEED = 12345
+
+# Errors a worker raises while getting the bundle local and verified; anything
+# else from the simulation task happened while running the entrypoint.
+_FETCH_ERRORS: tuple[type[ModelOpsError], ...] = (
+    RegistryError, IntegrityError, UnsafeArchiveError, CacheError, ConfigurationError,
+)
+
+
+@dataclass
+class SmokeTestReport:
+    """Outcome of one smoke test. ``stage`` and ``error`` are ``None`` on a pass.
+
+    ``timings`` maps each stage that ran (including a failed one) to seconds.
+    """
+
+    passed: bool = False
+    bundle_ref: str | None = None
+    result: Any = None
+    worker: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    stage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``passed``, ``bundle_ref``, ``result``, ``worker``, ``timings``, ``error``, ``stage``."""
+        return {
+            "passed": self.passed, "bundle_ref": self.bundle_ref, "result": self.result, "worker": self.worker,
+            "timings": {k: round(v, 6) for k, v in self.timings.items()}, "error": self.error, "stage": self.stage,
+        }
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`SmokeTestError` (with ``stage``) if the test failed; return otherwise."""
+        if not self.passed:
+            raise SmokeTestError(self.error or f"{self.stage}: failed", stage=self.stage,
+                                 bundle_ref=self.bundle_ref)
+
+
+class _StageFailed(Exception):
+    """Internal: unwinds the stage sequence once a stage has recorded its failure."""
+
+
+class _Stages:
+    """Runs stages in order, timing each, and records the first failure on the report."""
+
+    def __init__(self, report: SmokeTestReport) -> None:
+        self.report = report
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        except _StageFailed:
+            raise
+        except ModelOpsError as exc:
+            self.fail(name, str(exc), exc)
+        except Exception as exc:  # translated at the seam: dask, tornado, sockets
+            self.fail(name, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, exc)
+        finally:
+            self.report.timings[name] = time.perf_counter() - start
+        log.info("smoke test stage %s ok in %.3f s", name, self.report.timings[name])
+
+    def fail(self, name: str, message: str, cause: BaseException | None = None) -> None:
+        self.report.stage = name
+        self.report.error = message if message.startswith(f"{name}: ") else f"{name}: {message}"
+        log.warning("smoke test failed: %s", self.report.error, exc_info=cause)
+        raise _StageFailed(name)
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(self._end - time.monotonic(), 0.0)
+
+
+def _connect(scheduler: str, timeout: float) -> Client:
+    from distributed import Client
+
+    return Client(scheduler, timeout=max(timeout, 0.5), set_as_default=False)
+
+
+def _close(client: Client | None) -> None:
+    if client is None:
+        return
+    try:
+        client.close(timeout=5)
+    except Exception as exc:  # closing is best effort; the result is already decided
+        log.debug("closing dask client: %s", exc)
+
+
+def _wait_result(future: Future, deadline: _Deadline, stage: str, stages: _Stages, what: str) -> Any:
+    try:
+        return future.result(timeout=deadline.remaining())
+    except TimeoutError:
+        future.cancel()
+        stages.fail(stage, f"{what} did not finish within {deadline.seconds:g} s (timeout)")
+
+
+def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, timeout: float,
+                   repository: str = "modelops/bundles", params: Mapping[str, Any] | None = None,
+                   seed: int = DEFAULT_SMOKE_SEED, min_workers: int = 1,
+                   settings: BundleSettings | None = None,
+                   on_stage: Callable[[str, float], None] | None = None) -> SmokeTestReport:
+    """Push ``bundle`` (default: the built-in test bundle) and run it once on the cluster.
+
+    Returns a :class:`SmokeTestReport`; raises nothing for a stage failure
+    (only ``ValueError`` for a non-positive ``timeout`` or ``min_workers``).
+    ``on_stage(name, seconds)`` is called after each stage that passes.
+
+    >>> report = run_smoke_test(bundle=None, registry="127.0.0.1:5000",
+    ...                         scheduler="tcp://127.0.0.1:8786", timeout=30)  # doctest: +SKIP
+    >>> report.raise_for_failure()                                              # doctest: +SKIP
+    """
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout!r}")
+    if min_workers < 1:
+        raise ValueError(f"min_workers must be at least 1, got {min_workers!r}")
+    report = SmokeTestReport()
+    stages = _Stages(report)
+    settings = settings or BundleSettings.from_env()
+    client: Client | None = None
+
+    def done(name: str) -> None:
+        if on_stage is not None:
+            on_stage(name, report.timings[name])
+
+    try:
+        with stages.stage("pack"):
+            packed = pack_bundle(Path(bundle) if bundle is not None else builtin_bundle_path())
+        done("pack")
+
+        with stages.stage("push"):
+            with RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as reg:
+                pushed = push_packed(reg, packed, repository)
+            report.bundle_ref = str(pushed.reference)
+        done("push")
+
+        deadline = _Deadline(timeout)
+        with stages.stage("connect"):
+            try:
+                client = _connect(scheduler, deadline.remaining())
+            except (OSError, TimeoutError) as exc:
+                stages.fail("connect", f"cannot reach scheduler {scheduler} within {timeout:g} s ({exc})", exc)
+        done("connect")
+        assert client is not None
+
+        with stages.stage("workers"):
+            try:
+                client.wait_for_workers(min_workers, timeout=deadline.remaining())
+            except TimeoutError as exc:
+                have = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+                noun = "worker" if min_workers == 1 else f"{min_workers} workers"
+                stages.fail("workers", f"no {noun} within {timeout:g} s (scheduler {scheduler} has {have})", exc)
+        done("workers")
+
+        from modelops_infra.client._service import DaskSimulationService
+        from modelops_infra.client._task import SimTask
+        from modelops_infra.worker import fetch_bundle_task
+
+        with stages.stage("fetch"):
+            fut = client.submit(fetch_bundle_task, pushed.reference.repository, pushed.digest,
+                                key=f"modelops-smoke-fetch-{uuid.uuid4().hex}", pure=False)
+            fetched = _wait_result(fut, deadline, "fetch", stages, f"fetching {pushed.digest} on a worker")
+            report.worker = fetched.get("worker") if isinstance(fetched, dict) else None
+        done("fetch")
+
+        with stages.stage("run"):
+            service = DaskSimulationService(client)
+            task = SimTask(report.bundle_ref, dict(params if params is not None else DEFAULT_SMOKE_PARAMS), seed)
+            fut = service.submit(task)
+            try:
+                report.result = _wait_result(fut, deadline, "run", stages, "the simulation task")
+            except _FETCH_ERRORS as exc:
+                # The task landed on a worker that had not fetched the bundle yet.
+                stages.fail("fetch", str(exc), exc)
+            holders = client.who_has([fut]).get(fut.key) or ()
+            report.worker = next(iter(holders), report.worker)
+        done("run")
+
+        with stages.stage("verify"):
+            if not isinstance(report.result, dict):
+                stages.fail("verify", f"result is a {type(report.result).__name__}, not a dict: {report.result!r:.200}")
+            try:
+                json.dumps(report.result)
+            except (TypeError, ValueError) as exc:
+                stages.fail("verify", f"result is not JSON-serializable ({exc})", exc)
+        done("verify")
+        report.passed = True
+    except _StageFailed:
+        report.passed = False
+    finally:
+        _close(client)
+    return report
+
+
+@dataclass(frozen=True)
+class ClusterProbe:
+    """What :func:`probe_scheduler` saw. ``error`` is set (stage-prefixed) when unreachable."""
+
+    scheduler: str
+    reachable: bool
+    workers: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+
+def probe_scheduler(scheduler: str, *, timeout: float = 10.0) -> ClusterProbe:
+    """Connect to ``scheduler`` within ``timeout`` seconds and list its workers. Never raises for I/O failures."""
+    start = time.perf_counter()
+    client: Client | None = None
+    try:
+        client = _connect(scheduler, timeout)
+        workers = tuple(sorted(client.scheduler_info(n_workers=-1).get("workers", {})))
+        return ClusterProbe(scheduler, True, workers, time.perf_counter() - start)
+    except (OSError, TimeoutError, ValueError) as exc:
+        # ValueError: distributed rejects a malformed address before any I/O
+        return ClusterProbe(scheduler, False, (), time.perf_counter() - start,
+                            f"connect: cannot reach scheduler {scheduler} within {timeout:g} s ({exc})")
+    finally:
+        _close(client)
