@@ -1,0 +1,74 @@
+# modelops-infra: two commands on a fresh machine.
+#   make up    install what is missing, then `pulumi up --stack local --yes`
+#   make test  install what is missing, then run the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath .)
+VENV        := $(ROOT)/.venv
+PY          := $(VENV)/bin/python
+PYTHON      ?= python3
+STATE_DIR   := $(ROOT)/.modelops/state
+LOCAL_STACK ?= local
+PULUMI_DIR   = $(shell cat $(ROOT)/.modelops/pulumi-bin-dir 2>/dev/null)
+
+# Offline engine settings: no update check, no plugin downloads, local file backend.
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+export PULUMI_BACKEND_URL ?= file://$(STATE_DIR)
+# The local stack's documented passphrase is empty; set your own for real stacks.
+export PULUMI_CONFIG_PASSPHRASE ?=
+
+.PHONY: help setup venv registry pulumi test up down bench clean
+
+help:
+	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
+	@echo "make test  - set up everything and run the whole test suite"
+	@echo "make down  - destroy the local stack"
+	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
+
+# --- set-up ---------------------------------------------------------------------------
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+registry:
+	@if ! command -v docker-registry >/dev/null && ! command -v registry >/dev/null; then \
+	  echo "installing the CNCF distribution registry (Debian package docker-registry)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-registry >/dev/null; \
+	fi
+	@command -v docker-registry >/dev/null || command -v registry >/dev/null
+
+pulumi:
+	@mkdir -p $(ROOT)/.modelops/bin
+	@dir=$$($(ROOT)/scripts/pulumi.sh) && echo "$$dir" > $(ROOT)/.modelops/pulumi-bin-dir \
+	  && ln -sfn "$$dir/pulumi" $(ROOT)/.modelops/bin/pulumi \
+	  && for f in pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do \
+	       ln -sfn "$$dir/$$f" $(ROOT)/.modelops/bin/$$f; done
+
+setup: venv registry pulumi
+	@mkdir -p $(STATE_DIR)
+
+# --- the two commands -----------------------------------------------------------------
+
+test: setup
+	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+up: setup
+	@PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(ROOT)/scripts/up.sh $(LOCAL_STACK)
+
+down: setup
+	@PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" pulumi destroy --stack $(LOCAL_STACK) --yes --skip-preview
+	@echo "local stack $(LOCAL_STACK) destroyed"
+
+bench: setup
+	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
+
+clean:
+	rm -rf .pytest_cache build *.egg-info
