@@ -72,6 +72,7 @@ def extract_code_tar(fileobj: BinaryIO, dest: Path, budget: ExtractBudget) -> li
     """Extract the code layer tar from ``fileobj`` into ``dest``; returns the paths written."""
     root = dest.resolve()
     written: list[str] = []
+    links: dict[str, str] = {}
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")
     except tarfile.TarError as exc:
@@ -100,6 +101,7 @@ def extract_code_tar(fileobj: BinaryIO, dest: Path, budget: ExtractBudget) -> li
                     )
                 target = _parent_ok(root, rel)
                 os.symlink(link, target)
+                links[rel] = link
             elif member.islnk():
                 try:
                     source_rel = check_member_path(member.linkname)
@@ -119,6 +121,16 @@ def extract_code_tar(fileobj: BinaryIO, dest: Path, budget: ExtractBudget) -> li
                 kind = "device file" if member.ischr() or member.isblk() else "FIFO" if member.isfifo() else "special entry"
                 raise UnsafeArchiveError(f"refused entry {rel!r}: {kind} not allowed in a bundle", entry=rel)
             written.append(rel)
+    # The textual check above cannot see a link that climbs out through another link
+    # ("d/l" -> "..", then "l2" -> "d/l/.."), so resolve every link against the finished tree.
+    for rel, link in links.items():
+        try:
+            resolved = (root / rel).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise UnsafeArchiveError(f"refused entry {rel!r}: symlink to {link!r} cannot be resolved ({exc})",
+                                     entry=rel) from exc
+        if not _inside(root, resolved):
+            raise UnsafeArchiveError(f"refused entry {rel!r}: symlink to {link!r} resolves outside the bundle", entry=rel)
     return written
 
 
