@@ -1,0 +1,108 @@
+"""Pure Kubernetes specs of the Dask workspace, checked without Pulumi."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelops_infra.infra.azure import k8s_specs as specs
+
+NAMES = specs.workspace_names("dask", "modelops")
+
+
+def _env(env: list[dict[str, object]]) -> dict[str, object]:
+    return {e["name"]: e["value"] for e in env}  # type: ignore[misc]
+
+
+def test_names_derive_from_the_workspace_name() -> None:
+    assert NAMES.scheduler == NAMES.scheduler_service == "dask-scheduler"
+    assert NAMES.workers == "dask-workers"
+    assert NAMES.service_account == "dask-sa"
+    assert specs.scheduler_address(NAMES) == "tcp://dask-scheduler.modelops.svc.cluster.local:8786"
+    assert specs.federated_subject(NAMES) == "system:serviceaccount:modelops:dask-sa"
+
+
+def test_worker_command_preloads_modelops_and_sizes_from_resources() -> None:
+    cmd = specs.worker_command("dask-scheduler", nthreads=4, memory_limit_bytes=8 * 2**30)
+    assert cmd[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert cmd[cmd.index("--preload") + 1] == "modelops_infra.worker"
+    assert cmd[cmd.index("--nthreads") + 1] == "4"
+    assert cmd[cmd.index("--memory-limit") + 1] == str(8 * 2**30)
+
+
+@pytest.mark.parametrize(("threads", "memory"), [(0, 1), (1, 0)])
+def test_worker_command_refuses_empty_sizes(threads: int, memory: int) -> None:
+    with pytest.raises(ValueError):
+        specs.worker_command("s", nthreads=threads, memory_limit_bytes=memory)
+
+
+def test_bundle_env_passes_outputs_through_untouched() -> None:
+    sentinel_registry, sentinel_client = object(), object()
+    env = _env(specs.bundle_env(login_server=sentinel_registry, repository="modelops/bundles", client_id=sentinel_client))
+    assert env["MODELOPS_BUNDLE_REGISTRY"] is sentinel_registry, "the login server output must not be stringified"
+    assert env["AZURE_CLIENT_ID"] is sentinel_client
+    assert env["MODELOPS_BUNDLE_REPOSITORY"] == "modelops/bundles"
+    assert env["MODELOPS_BUNDLE_CACHE_DIR"] == specs.BUNDLE_CACHE_DIR
+
+
+def test_container_security_context_is_restricted() -> None:
+    sc = specs.container_security_context()
+    assert sc["run_as_non_root"] is True
+    assert sc["allow_privilege_escalation"] is False
+    assert sc["read_only_root_filesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccomp_profile"] == {"type": "RuntimeDefault"}
+
+
+def test_scheduler_spec_probes_health_and_is_safe_from_eviction() -> None:
+    spec = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi", cache_size="1Gi")
+    pod = spec["template"]
+    assert pod["metadata"]["annotations"] == {specs.SAFE_TO_EVICT_ANNOTATION: "false"}
+    assert pod["metadata"]["labels"][specs.WORKLOAD_IDENTITY_LABEL] == "true"
+    (c,) = pod["spec"]["containers"]
+    assert c["readiness_probe"]["http_get"] == {"path": "/health", "port": 8787}
+    assert c["liveness_probe"]["http_get"] == {"path": "/health", "port": 8787}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert spec["strategy"] == {"type": "Recreate"}, "never two schedulers at once"
+    assert set(spec["selector"]["match_labels"].items()) <= set(pod["metadata"]["labels"].items())
+
+
+def test_worker_spec_without_replicas_leaves_scaling_to_the_hpa() -> None:
+    kwargs = dict(image="img", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=4 * 2**30, cache_size="1Gi")
+    assert specs.worker_deployment_spec(NAMES, replicas=3, **kwargs)["replicas"] == 3  # type: ignore[arg-type]
+    assert "replicas" not in specs.worker_deployment_spec(NAMES, replicas=None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_worker_spec_lands_on_the_tainted_pool_only() -> None:
+    spec = specs.worker_deployment_spec(
+        NAMES, image="i", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="5Gi", replicas=1
+    )
+    pod = spec["template"]["spec"]
+    key, value = specs.WORKER_POOL_LABEL
+    assert pod["node_selector"] == {key: value}
+    taint_key, taint_value, effect = specs.WORKER_POOL_TAINT
+    assert pod["tolerations"] == [{"key": taint_key, "operator": "Equal", "value": taint_value, "effect": effect}]
+    assert specs.worker_pool_taint() == f"{taint_key}={taint_value}:{effect}"
+    assert {"name": "bundle-cache", "empty_dir": {"size_limit": "5Gi"}} in pod["volumes"]
+
+
+def test_service_is_cluster_ip_on_scheduler_and_dashboard_ports() -> None:
+    svc = specs.scheduler_service_spec(NAMES)
+    assert svc["type"] == "ClusterIP"
+    assert {p["port"] for p in svc["ports"]} == {8786, 8787}
+
+
+def test_network_policies_cover_scheduler_ports_and_workers() -> None:
+    policies = specs.network_policy_specs(NAMES)
+    assert set(policies) == {"scheduler", "workers"}
+    sched = policies["scheduler"]
+    assert sched["policy_types"] == ["Ingress"]
+    assert {p["port"] for p in sched["ingress"][0]["ports"]} == {8786, 8787}
+    peer = sched["ingress"][0]["from"][0]["pod_selector"]["match_labels"]
+    assert peer == {"app.kubernetes.io/name": "dask", "app.kubernetes.io/instance": "dask"}
+    assert policies["workers"]["ingress"] == [{"from": sched["ingress"][0]["from"]}]
+
+
+def test_hpa_targets_the_worker_deployment() -> None:
+    hpa = specs.worker_hpa_spec(NAMES, min_replicas=1, max_replicas=5, target_cpu_utilization=60)
+    assert hpa["scale_target_ref"]["name"] == "dask-workers"
+    assert hpa["metrics"][0]["resource"]["target"]["average_utilization"] == 60
