@@ -1,0 +1,72 @@
+"""``run_smoke_test``: stage-by-stage report shared by the CLI and the BundleSmokeTest provider."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from modelops_infra.bundles import pack_bundle, push_bundle
+from modelops_infra.client._smoketest import STAGES, run_smoke_test
+from modelops_infra.errors import SmokeTestError
+from tests.services import free_port, start_dask
+
+
+def test_a_pass_times_every_stage_and_names_the_worker(cluster, registry) -> None:
+    report = run_smoke_test(bundle=None, registry=registry.address, scheduler=cluster.scheduler_address, timeout=60)
+    assert report.passed, report.error
+    assert list(report.timings) == list(STAGES)
+    assert report.worker and report.worker.startswith("tcp://127.0.0.1:")
+    assert report.result["seed"] == 12345
+    report.raise_for_failure()  # a pass raises nothing
+    assert report.to_dict()["stage"] is None
+
+
+def test_a_raising_entrypoint_fails_at_run_and_raise_for_failure_carries_the_stage(cluster, registry,
+                                                                                   make_bundle) -> None:
+    bundle = make_bundle("libboom", {"sim.py": "def run(params, seed):\n    raise ValueError('nope')\n"})
+    report = run_smoke_test(bundle=bundle, registry=registry.address, scheduler=cluster.scheduler_address, timeout=60)
+    assert not report.passed and report.stage == "run"
+    assert report.error.startswith("run: ") and "nope" in report.error
+    assert "verify" not in report.timings, "stages after the failed one must not run"
+    with pytest.raises(SmokeTestError) as info:
+        report.raise_for_failure()
+    assert info.value.stage == "run"
+
+
+def test_a_tampered_blob_fails_at_fetch_with_an_integrity_error(cluster, registry, make_bundle) -> None:
+    bundle = make_bundle("tampered", {"sim.py": "def run(params, seed):\n    return {'tampered': %r}\n" % time.time()})
+    packed = pack_bundle(bundle)
+    push_bundle(bundle, registry.address)
+    code_layer = packed.layers[0].descriptor.digest
+    registry.blob_data_path(code_layer).write_bytes(b"not the bytes you pushed")
+    report = run_smoke_test(bundle=bundle, registry=registry.address, scheduler=cluster.scheduler_address, timeout=60)
+    assert not report.passed and report.stage == "fetch", report.error
+    assert report.error.startswith("fetch: ") and "sha256:" in report.error
+    assert "run" not in report.timings
+
+
+def test_an_unreachable_registry_fails_at_push(cluster, make_bundle, monkeypatch) -> None:
+    monkeypatch.setenv("MODELOPS_BUNDLE_TIMEOUT", "2")
+    report = run_smoke_test(bundle=make_bundle("nopush"), registry=f"127.0.0.1:{free_port()}",
+                            scheduler=cluster.scheduler_address, timeout=10)
+    assert not report.passed and report.stage == "push" and report.error.startswith("push: ")
+    assert report.bundle_ref is None
+
+
+def test_no_workers_fails_at_workers_within_the_timeout(tmp_path, registry) -> None:
+    lonely = start_dask(tmp_path / "lonely", workers=0)
+    try:
+        start = time.monotonic()
+        report = run_smoke_test(bundle=None, registry=registry.address, scheduler=lonely.scheduler_address, timeout=3)
+        elapsed = time.monotonic() - start
+    finally:
+        lonely.stop()
+    assert not report.passed and report.stage == "workers"
+    assert report.error.startswith("workers: no worker within 3 s"), report.error
+    assert elapsed < 15, f"waiting for workers must be bounded by the timeout, took {elapsed:.1f} s"
+
+
+def test_bad_arguments_are_rejected_before_any_stage() -> None:
+    with pytest.raises(ValueError):
+        run_smoke_test(bundle=None, registry="r:1", scheduler="tcp://x:1", timeout=0)
