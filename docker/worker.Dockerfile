@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # The Dask worker (and scheduler) image for the modelops AKS workspace:
 #   <acr_login_server>/modelops/dask-worker:<tag>
 #
@@ -12,27 +10,26 @@
 
 ARG PYTHON_VERSION=3.11
 
-# ---- build: wheels for the project and every dependency ----------------------
+# ---- build: the worker install in a venv, copied whole into the runtime -----
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY modelops_infra ./modelops_infra
 # bokeh renders the dashboard pages; /health (the probes) works without it.
 ARG EXTRA_PACKAGES="bokeh>=3.1"
-RUN pip wheel --wheel-dir /wheels ".[azure]" ${EXTRA_PACKAGES}
+RUN /opt/venv/bin/pip install ".[azure]" ${EXTRA_PACKAGES} \
+ && /opt/venv/bin/python -c "import modelops_infra, distributed, azure.identity" \
+ && ! /opt/venv/bin/python -c "import pulumi" 2>/dev/null
 
-# ---- runtime -----------------------------------------------------------------
+# ---- runtime: same base image, so the venv's interpreter path stays valid ---
 FROM python:${PYTHON_VERSION}-slim-bookworm
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
     HOME=/home/dask \
     MODELOPS_BUNDLE_CACHE_DIR=/var/cache/modelops/bundles
-ARG EXTRA_PACKAGES="bokeh>=3.1"
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels "modelops-infra[azure]" ${EXTRA_PACKAGES} \
- && python -c "import modelops_infra, distributed, azure.identity" \
- && ! python -c "import pulumi" 2>/dev/null
+COPY --from=build /opt/venv /opt/venv
 # UID/GID 1000 matches the pods' runAsUser/runAsGroup/fsGroup.
 RUN groupadd --gid 1000 dask \
  && useradd --uid 1000 --gid 1000 --home-dir /home/dask --create-home --shell /usr/sbin/nologin dask \
