@@ -268,7 +268,11 @@ def run_program(
         outputs = (entry or (lambda: program.deploy(load_stack_config())))()
         return _resolve(outputs or {})
 
-    _run()
+    try:
+        _run()
+    finally:
+        # Mocks and config are process-global: leave no stack config for the next test.
+        pulumi.runtime.set_all_config({})
     return Run(registrations=monitor.registrations, calls=mocks.calls, outputs=resolved, secret_outputs=secret)
 
 

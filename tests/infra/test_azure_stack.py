@@ -41,12 +41,22 @@ from tests.infra.stack_harness import (
     walk,
 )
 
+# A failed StackReference lookup leaves Pulumi-internal coroutines unawaited; harmless here.
+pytestmark = pytest.mark.filterwarnings("ignore:coroutine 'Output:RuntimeWarning")
+
 NO_SMOKE = {"modelops:smokeTest": {"enabled": False}}
 COMPONENTS = {
     "modelops:infra:ContainerRegistry": "modelops",
     "modelops:infra:AksCluster": "modelops",
     "modelops:infra:DaskWorkspace": "dask",
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_config_left_behind() -> Any:
+    """Pulumi's config is process-global; clear what a test set."""
+    yield
+    pulumi.runtime.set_all_config({})
 
 
 @pytest.fixture(scope="module")
