@@ -9,9 +9,17 @@ from modelops_infra.client._discovery import (
     write_bundle_env,
 )
 from modelops_infra.client._service import DaskSimulationService, ServiceConfig
+from modelops_infra.client._smoketest import (
+    STAGES,
+    ClusterProbe,
+    SmokeTestReport,
+    probe_scheduler,
+    run_smoke_test,
+)
 from modelops_infra.client._task import SimTask, task_key
 
 __all__ = [
-    "BundleEnv", "DaskSimulationService", "ServiceConfig", "SimTask", "bundle_env_path", "get_registry_url",
-    "load_bundle_env", "task_key", "worker_image", "write_bundle_env",
+    "STAGES", "BundleEnv", "ClusterProbe", "DaskSimulationService", "ServiceConfig", "SimTask", "SmokeTestReport",
+    "bundle_env_path", "get_registry_url", "load_bundle_env", "probe_scheduler", "run_smoke_test", "task_key",
+    "worker_image", "write_bundle_env",
 ]

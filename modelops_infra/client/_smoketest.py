@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops_infra.bundles import (
+    BasicCredentials,
     BundleSettings,
     RegistryClient,
     builtin_bundle_path,
@@ -130,7 +131,9 @@ class _Stages:
     def fail(self, name: str, message: str, cause: BaseException | None = None) -> None:
         self.report.stage = name
         self.report.error = message if message.startswith(f"{name}: ") else f"{name}: {message}"
-        log.warning("smoke test failed: %s", self.report.error, exc_info=cause)
+        # Not a warning: the caller decides how to present a failure; the cause is kept for --debug logs.
+        log.info("smoke test failed: %s", self.report.error.splitlines()[0])
+        log.debug("smoke test stage %s failed", name, exc_info=cause)
         raise _StageFailed(name)
 
 
@@ -170,12 +173,17 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
                    repository: str = "modelops/bundles", params: Mapping[str, Any] | None = None,
                    seed: int = DEFAULT_SMOKE_SEED, min_workers: int = 1,
                    settings: BundleSettings | None = None,
-                   on_stage: Callable[[str, float], None] | None = None) -> SmokeTestReport:
+                   on_stage: Callable[[str, float], None] | None = None,
+                   credentials: BasicCredentials | None = None,
+                   expected_digest: str | None = None) -> SmokeTestReport:
     """Push ``bundle`` (default: the built-in test bundle) and run it once on the cluster.
 
     Returns a :class:`SmokeTestReport`; raises nothing for a stage failure
     (only ``ValueError`` for a non-positive ``timeout`` or ``min_workers``).
     ``on_stage(name, seconds)`` is called after each stage that passes.
+    ``credentials`` overrides the registry credential lookup. ``expected_digest``
+    (computed at preview by ``BundleSmokeTest``) fails ``pack`` if the bundle
+    changed since.
 
     >>> report = run_smoke_test(bundle=None, registry="127.0.0.1:5000",
     ...                         scheduler="tcp://127.0.0.1:8786", timeout=30)  # doctest: +SKIP
@@ -197,10 +205,14 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
     try:
         with stages.stage("pack"):
             packed = pack_bundle(Path(bundle) if bundle is not None else builtin_bundle_path())
+            if expected_digest is not None and packed.digest != expected_digest:
+                stages.fail("pack", f"the bundle now packs to {packed.digest}, not {expected_digest} as at preview; "
+                                    "it changed during the deploy, run pulumi up again")
         done("pack")
 
         with stages.stage("push"):
-            with RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as reg:
+            with RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout,
+                                credentials=credentials) as reg:
                 pushed = push_packed(reg, packed, repository)
             report.bundle_ref = str(pushed.reference)
         done("push")

@@ -192,14 +192,16 @@ def _smoke_test(
     if not cfg.smoke_test.enabled:
         logger.info("smoke test disabled by modelops:smokeTest.enabled")
         return None
-    from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs
+    from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs, resolve_smoke_bundle
 
+    bundle, digest = resolve_smoke_bundle(cfg.smoke_test.bundle)
     return BundleSmokeTest(
         "smoke-test",
         BundleSmokeTestArgs(
             login_server=login_server,
+            bundle=bundle,
+            bundle_digest=digest,
             repository=cfg.workspace.bundle_repository,
-            bundle=cfg.smoke_test.bundle,
             kubeconfig=kubeconfig,
             namespace=workspace.namespace,
             scheduler_service=workspace.scheduler_service,
