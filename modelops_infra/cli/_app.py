@@ -26,11 +26,11 @@ from modelops_infra.errors import ModelOpsError
 __all__ = ["app", "main"]
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, *, debug: bool) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else ""
-    return f"{lines[0]} (+{len(lines) - 1} more lines; re-run with --debug)"
+    return lines[0] if debug else f"{lines[0]} (+{len(lines) - 1} more lines; re-run with --debug)"
 
 
 def report_error(exc: BaseException, *, debug: bool) -> ExitCode:
@@ -47,7 +47,7 @@ def report_error(exc: BaseException, *, debug: bool) -> ExitCode:
             message += " (a bug in mops; re-run with --debug for the traceback)"
     else:
         message = str(exc)
-    typer.echo(f"mops: error: {_one_line(message)}", err=True)
+    typer.echo(f"mops: error: {_one_line(message, debug=debug)}", err=True)
     return code
 
 

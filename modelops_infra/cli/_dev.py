@@ -77,6 +77,12 @@ def smoke_test(
         if report.result is not None:
             typer.echo(f"result   {json.dumps(report.result, sort_keys=True, default=repr)}")
         typer.echo("timings  " + "  ".join(f"{stage}={seconds:.3f}s" for stage, seconds in report.timings.items()))
+        if report.error:
+            # The full error, with the bundle's traceback for a run failure; stderr gets its first line.
+            first, *rest = report.error.splitlines()
+            typer.echo(f"error    {first}")
+            for line in rest:
+                typer.echo(f"         {line}")
     if not report.passed:
         report.raise_for_failure()
 

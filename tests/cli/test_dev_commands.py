@@ -65,6 +65,9 @@ def test_smoke_test_with_a_raising_entrypoint_exits_1_naming_run(mops, cluster, 
     assert "FAILED at stage run" in result.stdout
     assert result.stderr.startswith("mops: error: run: "), result.stderr
     assert "boom from inside the bundle" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, f"stderr should be one line:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    assert "raise RuntimeError('boom from inside the bundle')" in result.stdout, "the bundle's traceback is reported"
 
 
 def test_smoke_test_json_failure_names_the_stage_in_error(mops, cluster, registry, make_bundle) -> None:
