@@ -63,12 +63,17 @@ class IgnoreRules:
 
 
 def list_bundle_files(root: Path, rules: IgnoreRules | None = None) -> list[str]:
-    """Sorted root-relative POSIX paths of the files to pack (symlinks are listed too)."""
+    """Sorted root-relative POSIX paths of the files to pack (symlinks, to files or directories, too)."""
     rules = rules or IgnoreRules.for_directory(root)
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = sorted(d for d in dirnames if not rules.ignored(rel_dir + d, is_dir=True))
+        kept = [d for d in dirnames if not rules.ignored(rel_dir + d, is_dir=True)]
+        # os.walk lists a symlink to a directory among dirnames and never descends into it:
+        # list it as an entry (packed as a link), or it would silently vanish from the bundle.
+        links = [d for d in kept if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = sorted(d for d in kept if d not in links)
+        out.extend(rel_dir + d for d in links)
         out.extend(rel_dir + f for f in filenames if not rules.ignored(rel_dir + f, is_dir=False))
     return sorted(out)

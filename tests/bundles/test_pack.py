@@ -188,6 +188,23 @@ def test_symlinks_inside_the_bundle_are_packed_as_links(original):
         assert info.issym() and info.linkname == "model.py"
 
 
+def test_a_symlink_to_a_directory_inside_the_bundle_is_packed_as_a_link(original):
+    os.symlink("pkg", original / "pkg-alias")
+    with tarfile.open(fileobj=io.BytesIO(pack_bundle(original).layers[0].data)) as tar:
+        names = tar.getnames()
+        assert "pkg-alias" in names, f"a directory symlink must not be dropped silently; packed {names}"
+        info = tar.getmember("pkg-alias")
+        assert info.issym() and info.linkname == "pkg"
+        assert "pkg-alias/model.py" not in names, "the link should not be followed and packed twice"
+
+
+def test_packing_refuses_a_directory_symlink_that_leaves_the_bundle(original, tmp_path):
+    os.symlink(tmp_path, original / "escape-dir")
+    with pytest.raises(BundleValidationError) as info:
+        pack_bundle(original)
+    assert "escape-dir" in str(info.value)
+
+
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../outside.txt"])
 def test_packing_refuses_a_symlink_that_leaves_the_bundle(original, target):
     os.symlink(target, original / "pkg/escape")

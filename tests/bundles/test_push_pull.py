@@ -39,6 +39,7 @@ def bundle(make_bundle):
     })
     os.chmod(root / "tools/run.sh", 0o755)
     os.symlink("helpers.py", root / "pkg/alias.py")
+    os.symlink("pkg", root / "pkg-link")
     return root
 
 
