@@ -1,4 +1,4 @@
-"""The cache across processes: one download per host, and a process killed mid-download leaves nothing used."""
+"""The cache across processes and threads: one download per host, and a process killed mid-download leaves nothing used."""
 
 from __future__ import annotations
 
@@ -99,3 +99,28 @@ def test_a_fetch_killed_mid_download_leaves_nothing_that_a_later_fetch_uses(big_
         f"the next fetch should sweep the dead process's staging dir; left: {staging_dirs(cache)}"
     )
     assert staging_dirs(cache) == []
+
+
+def test_threads_fetching_the_same_bundle_at_once_download_it_exactly_once(make_bundle, fresh_registry, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    root = make_bundle("threads", {"sim.py": "def run(params, seed):\n    return {}\n",
+                                   "data/big.bin": os.urandom(2 * 1024 * 1024)})
+    packed = pack_bundle(root)
+    with RegistryClient(fresh_registry.address, environ={}) as client:
+        push_packed(client, packed, "tests/threads")
+    cache, barrier = BundleCache(tmp_path / "cache"), Barrier(4)
+
+    def fetch_one(_: int) -> str:
+        barrier.wait(10)
+        with RegistryClient(fresh_registry.address, environ={}) as client:
+            return str(cache.ensure("tests/threads", packed.digest, client=client)[0].path)
+
+    with ThreadPoolExecutor(4) as pool:
+        paths = set(pool.map(fetch_one, range(4)))
+
+    assert len(paths) == 1, f"every thread should get the same entry, got {paths}"
+    assert count(fresh_registry, "GET", f"/blobs/{packed.layers[1].descriptor.digest}") == 1, (
+        "four threads asking at once should make exactly one GET of the data blob"
+    )
