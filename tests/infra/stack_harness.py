@@ -59,6 +59,7 @@ class Registration:
     inputs: dict[str, Any]
     state: dict[str, Any]
     resource_id: str
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +207,7 @@ class RecordingMonitor(MockMonitor):
                     inputs=inputs,
                     state=dict(stored.state) if stored else {},
                     resource_id=response.id,
+                    dependencies=list(request.dependencies),
                 )
             )
         return response

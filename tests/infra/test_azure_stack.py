@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import types
 import uuid
 from typing import Any
 
@@ -484,36 +483,23 @@ def test_config_that_is_not_an_object_names_the_key() -> None:
 # --------------------------------------------------------------------------- hooks
 
 
-def test_smoke_test_hook_creates_the_test_after_the_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
-    created: list[tuple[str, Any, Any]] = []
-
-    class FakeArgs:
-        def __init__(self, **kwargs: Any) -> None:
-            self.kwargs = kwargs
-
-    class FakeSmokeTest:
-        bundle_ref = "sha256:" + "0" * 64
-        result = "ok"
-
-        def __init__(self, name: str, args: FakeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-            created.append((name, args, opts))
-
-    fake = types.ModuleType("modelops_infra.infra.smoke")
-    fake.BundleSmokeTest = FakeSmokeTest  # type: ignore[attr-defined]
-    fake.BundleSmokeTestArgs = FakeArgs  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "modelops_infra.infra.smoke", fake)
-
-    cfg = stack_config("dev", {"modelops:smokeTest": {"bundle": "examples/sim", "timeout": 30, "triggers": ["a"]}})
+def test_smoke_test_hook_creates_the_test_after_the_workspace() -> None:
+    cfg = stack_config("dev", {"modelops:smokeTest": {"timeout": 30, "triggers": ["a"]}})
     run = run_program(cfg)
-    ((name, args, opts),) = created
-    assert name == "smoke-test"
-    assert args.kwargs["bundle"] == "examples/sim"
-    assert args.kwargs["timeout"] == 30.0
-    assert args.kwargs["triggers"] == ["a"]
-    assert args.kwargs["repository"] == "modelops/bundles"
-    workspace = [d for d in opts.depends_on if type(d).__name__ == "DaskWorkspace"]
-    assert workspace, "the smoke test must depend on the workspace"
-    assert run.outputs["smoke_test_bundle_ref"] == FakeSmokeTest.bundle_ref
+    smoke = run.one("pulumi-python:dynamic/modelops:BundleSmokeTest")
+    inputs = smoke.inputs
+    assert inputs["registry"] == run.outputs["acr_login_server"], "the smoke test pushes to the registry output"
+    assert inputs["namespace"] == "modelops"
+    assert inputs["scheduler_service"] == "dask-scheduler"
+    assert inputs["timeout"] == 30
+    assert inputs["triggers"] == ["a"]
+    assert inputs["bundle_digest"].startswith("sha256:"), "the digest is computed in the program"
+    assert pulumi.runtime.rpc._special_sig_key in inputs["kubeconfig"], "the kubeconfig input stays secret"
+    workspace_children = {
+        r.urn for r in run.registrations if r.parent == run.one("modelops:infra:DaskWorkspace").urn
+    }
+    assert workspace_children & set(smoke.dependencies), "the smoke test must wait for the workspace"
+    assert "smoke_test_bundle_ref" in run.outputs and "smoke_test_result" in run.outputs
 
 
 def test_smoke_test_hook_does_nothing_when_disabled(dev: Run) -> None:
