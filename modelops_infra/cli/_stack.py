@@ -83,12 +83,16 @@ def read_stack_outputs(stack: str | None, *, project_dir: Path | None = None,
     pulumi, project_local = find_pulumi(project_dir)
     env = dict(os.environ)
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+    env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+    project_backend = False
     if project_local and project_dir is not None and not env.get("PULUMI_BACKEND_URL"):
         state = project_dir / ".modelops" / "state"
-        if state.is_dir():
+        if state.is_dir():  # what scripts/pulumi-env.sh exports
             env["PULUMI_BACKEND_URL"] = f"file://{state}"
-    if stack == "local" and "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
-        env["PULUMI_CONFIG_PASSPHRASE"] = ""  # the local stack's documented empty passphrase
+            project_backend = True
+    no_passphrase = "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env
+    if no_passphrase and (stack == "local" or project_backend):
+        env["PULUMI_CONFIG_PASSPHRASE"] = ""  # the local backend's documented empty passphrase
     cmd = [pulumi, "stack", "output", "--json"] + (["--stack", stack] if stack else [])
     try:
         proc = subprocess.run(cmd, cwd=project_dir, env=env, capture_output=True, text=True, timeout=timeout,

@@ -24,6 +24,7 @@ def _fake_pulumi(bin_dir: Path, *, stdout: str = "", stderr: str = "", code: int
     script.write_text(
         "#!/bin/sh\n"
         f'echo "$@" > "{bin_dir}/args"\n'
+        f'echo "${{PULUMI_BACKEND_URL-unset}}|${{PULUMI_CONFIG_PASSPHRASE-unset}}" > "{bin_dir}/env"\n'
         f"/bin/cat <<'OUT'\n{stdout}\nOUT\n"
         f"/bin/cat >&2 <<'ERR'\n{stderr}\nERR\n"
         f"exit {code}\n"
@@ -104,8 +105,22 @@ def test_env_write_falls_back_to_the_project_local_cli(mops, tmp_path, monkeypat
     (project / "sub").mkdir(parents=True)
     (project / "Pulumi.yaml").write_text("name: modelops\nruntime: python\n")
     _fake_pulumi(project / ".modelops" / "bin", stdout=json.dumps(OUTPUTS))
+    (project / ".modelops" / "state").mkdir()
+    for var in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.chdir(project / "sub")
-    result = mops("env", "write", "--stack", "local")
+    result = mops("env", "write", "--stack", "staging", "--env", "local")
     assert result.exit_code == ExitCode.SUCCESS, result.output
     assert get_registry_url("local") == "127.0.0.1:5999"
+    backend, passphrase = (project / ".modelops" / "bin" / "env").read_text().strip().split("|")
+    assert backend == f"file://{project / '.modelops' / 'state'}", "the project's local backend is used"
+    assert passphrase == "", "the local backend's documented empty passphrase is used"
+
+
+def test_a_configured_backend_and_passphrase_are_left_alone(mops, pulumi_on_path, monkeypatch) -> None:
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://team-state")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "team-secret")
+    bin_dir = pulumi_on_path(stdout=json.dumps(OUTPUTS))
+    assert mops("env", "write", "--stack", "local").exit_code == ExitCode.SUCCESS
+    assert (bin_dir / "env").read_text().strip() == "s3://team-state|team-secret"

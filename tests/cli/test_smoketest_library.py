@@ -70,3 +70,27 @@ def test_no_workers_fails_at_workers_within_the_timeout(tmp_path, registry) -> N
 def test_bad_arguments_are_rejected_before_any_stage() -> None:
     with pytest.raises(ValueError):
         run_smoke_test(bundle=None, registry="r:1", scheduler="tcp://x:1", timeout=0)
+
+
+def test_a_bundle_that_changed_since_planning_fails_at_pack(registry) -> None:
+    report = run_smoke_test(bundle=None, registry=registry.address, scheduler="tcp://127.0.0.1:1", timeout=5,
+                            expected_digest="sha256:" + "0" * 64)
+    assert not report.passed and report.stage == "pack"
+    assert "now packs to" in report.error and f"not sha256:{'0' * 64} as at preview" in report.error
+    assert "push" not in report.timings
+
+
+def test_explicit_registry_credentials_are_used_for_the_push(tmp_path) -> None:
+    from modelops_infra.bundles import BasicCredentials
+    from tests.services import start_registry, write_htpasswd
+
+    secured = start_registry(tmp_path / "auth", htpasswd=write_htpasswd(tmp_path / "htpasswd", {"ci": "s3cret"}))
+    try:
+        wrong = run_smoke_test(bundle=None, registry=secured.address, scheduler="tcp://127.0.0.1:1", timeout=2,
+                               credentials=BasicCredentials("ci", "wrong", "test"))
+        right = run_smoke_test(bundle=None, registry=secured.address, scheduler="tcp://127.0.0.1:1", timeout=2,
+                               credentials=BasicCredentials("ci", "s3cret", "test"))
+    finally:
+        secured.stop()
+    assert wrong.stage == "push" and secured.address in wrong.error
+    assert right.bundle_ref is not None and right.stage == "connect", "push succeeds; nothing listens at connect"
