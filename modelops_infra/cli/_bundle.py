@@ -94,7 +94,7 @@ def pull(
     total: int | None = None
     if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
         total = int(inspect_bundle(ref)["total_bytes"])
-    with transfer_progress(f"pull {ref}", total) as progress:
+    with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
         local = pull_bundle(ref, dest, progress=progress)
     if as_json:
         echo_json({"digest": local.digest, "dest": str(dest), "name": local.manifest.name,
