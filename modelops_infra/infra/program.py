@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra.config import StackConfig, load_stack_config
 
 if TYPE_CHECKING:
@@ -42,12 +43,17 @@ INFRA_STACK_OUTPUTS = ("acr_login_server", "registry_id", "registry_name", "reso
 def main() -> None:
     """Entry point for ``__main__.py``: load config, deploy, export the outputs.
 
-    Raises :class:`~modelops_infra.errors.ConfigurationError` (naming the key)
-    before any resource is registered when the configuration is invalid, so
-    ``pulumi preview`` fails with that message.
+    When the configuration is invalid, nothing is registered and
+    :class:`pulumi.RunError` is raised with the
+    :class:`~modelops_infra.errors.ConfigurationError`'s one-line message
+    (naming the key) and the error as its ``__cause__``: Pulumi prints a
+    RunError without a traceback, so ``pulumi preview`` shows just the message.
     """
-    cfg = load_stack_config()
-    outputs = deploy(cfg)
+    try:
+        cfg = load_stack_config()
+        outputs = deploy(cfg)
+    except ConfigurationError as exc:
+        raise pulumi.RunError(str(exc)) from exc
     for key, value in (outputs or {}).items():
         pulumi.export(key, value)
 

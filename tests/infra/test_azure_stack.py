@@ -454,10 +454,15 @@ def test_two_workspaces_in_one_stack_do_not_collide() -> None:
     ],
 )
 def test_invalid_config_fails_before_any_resource_with_the_key_named(override: dict[str, Any], message: str) -> None:
-    mocks = AzureMocks()
+    config = stack_config("dev", {**NO_SMOKE, **override})
     with pytest.raises(ConfigurationError) as info:
-        run_program(stack_config("dev", {**NO_SMOKE, **override}), mocks, entry=program.main)
+        run_program(config)
     assert message in str(info.value), f"expected {message!r} in {str(info.value)!r}"
+    # Through main(), Pulumi's RunError carries the same one-line message (printed without a traceback).
+    with pytest.raises(pulumi.RunError) as run_error:
+        run_program(config, entry=program.main)
+    assert message in str(run_error.value)
+    assert isinstance(run_error.value.__cause__, ConfigurationError)
 
 
 def test_invalid_config_registers_nothing() -> None:
