@@ -67,7 +67,7 @@ def push_bundle(path: Path | str, registry: str, repository: str | None = None, 
     network I/O if the bundle is invalid.
     """
     settings = settings or BundleSettings.from_env()
-    packed = pack_bundle(path, file_threshold=file_threshold)
+    packed = pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir)
     with _client_for(registry, settings) as client:
         return push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
 

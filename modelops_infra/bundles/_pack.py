@@ -22,6 +22,7 @@ from typing import BinaryIO
 from modelops_infra.bundles._digest import digest_bytes, digest_file
 from modelops_infra.bundles._ignore import list_bundle_files
 from modelops_infra.bundles._manifest import BundleManifest
+from modelops_infra.bundles._memo import DigestMemo
 from modelops_infra.bundles._oci import (
     ANNOTATION_ENTRYPOINT,
     ANNOTATION_FILE_MODE,
@@ -87,8 +88,12 @@ def _tar_info(name: str, size: int, mode: int) -> tarfile.TarInfo:
     return info
 
 
-def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOLD) -> PackedBundle:
+def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOLD,
+                memo_dir: Path | None = None) -> PackedBundle:
     """Validate and pack the bundle at ``path``.
+
+    With ``memo_dir``, digests of large files are remembered by stat (see
+    :class:`DigestMemo`) so that re-packing an unchanged bundle does not re-hash it.
 
     Raises :class:`BundleValidationError` (listing every problem) for an invalid
     bundle or a symlink that points outside it. Pure with respect to the
@@ -96,6 +101,7 @@ def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOL
     """
     root = Path(path).resolve()
     manifest = require_valid_bundle(root)
+    memo = DigestMemo(memo_dir, root) if memo_dir is not None else None
     code = io.BytesIO()
     big: list[BlobSource] = []
     problems: list[str] = []
@@ -115,7 +121,7 @@ def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOL
             elif not stat.S_ISREG(st.st_mode):
                 problems.append(f"{full}: not a regular file (devices, sockets and FIFOs cannot be packed)")
             elif st.st_size >= file_threshold:
-                digest, size = digest_file(full)
+                digest, size = memo.digest(full) if memo is not None else digest_file(full)
                 annotations = {ANNOTATION_TITLE: rel, ANNOTATION_FILE_MODE: f"{_mode(st.st_mode):04o}"}
                 big.append(BlobSource(Descriptor(FILE_LAYER_MEDIA_TYPE, digest, size, annotations), path=full))
             else:
@@ -125,6 +131,8 @@ def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOL
         raise BundleValidationError(
             f"bundle {root} cannot be packed: " + "; ".join(problems), problems=problems, path=str(root)
         )
+    if memo is not None:
+        memo.save()
     code_bytes = code.getvalue()
     code_layer = BlobSource(
         Descriptor(CODE_LAYER_MEDIA_TYPE, digest_bytes(code_bytes), len(code_bytes), {ANNOTATION_TITLE: CODE_LAYER_TITLE}),

@@ -101,6 +101,31 @@ class _ProgressReader:
         return self.len
 
 
+class _BackgroundHash:
+    """SHA-256 computed on a helper thread (hashlib releases the GIL), overlapping socket reads."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._h = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="modelops-blob-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._h.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._h.hexdigest()
+
+
 class RegistryClient:
     """Client for one registry host. Cheap to create; holds one HTTP session.
 
@@ -340,7 +365,7 @@ class RegistryClient:
         bytes, which the caller must discard (the cache writes to a temp file).
         """
         validate_digest(digest)
-        h = hashlib.sha256()
+        h = _BackgroundHash() if size >= _CHUNK else hashlib.sha256()
         got = 0
         try:
             for chunk in self.iter_blob(repository, digest, size):
@@ -358,7 +383,9 @@ class RegistryClient:
                 f"registry {self.registry}: download of blob {digest} broke off after {got} bytes ({type(exc).__name__})",
                 registry=self.registry,
             ) from exc
-        actual = "sha256:" + h.hexdigest()
+        finally:
+            hexdigest = h.hexdigest()
+        actual = "sha256:" + hexdigest
         if got != size or actual != digest:
             raise IntegrityError(
                 f"integrity error on {digest}: blob from {self.registry}/{repository} has digest {actual} and size {got}"

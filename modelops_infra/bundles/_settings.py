@@ -52,6 +52,11 @@ class BundleSettings:
     max_extract_bytes: int = 8 * 1024**3
     timeout: float = 30.0
 
+    @property
+    def memo_dir(self) -> Path:
+        """Where :func:`pack_bundle` remembers large-file digests (beside the bundle cache)."""
+        return self.cache_dir.parent / "pack-digests"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BundleSettings:
         env = os.environ if environ is None else environ
