@@ -18,6 +18,8 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PULUMI_BACKEND_URL ?= file://$(STATE_DIR)
 # The local stack's documented passphrase is empty; set your own for real stacks.
 export PULUMI_CONFIG_PASSPHRASE ?=
+# The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
+export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
 .PHONY: help setup venv registry pulumi test up down bench clean
 
