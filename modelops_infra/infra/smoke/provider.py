@@ -83,7 +83,7 @@ class BundleSmokeTestProvider(ResourceProvider):
                                     timeout=timeout, repository=props.get("repository") or "modelops/bundles",
                                     credentials=creds, expected_digest=props.get("bundle_digest"))
         if not report.passed:
-            raise SmokeTestError(f"BundleSmokeTest failed at stage {report.stage}: {report.error}",
+            raise SmokeTestError(f"BundleSmokeTest failed at stage {report.stage!r}: {report.error}",
                                  stage=report.stage)
         outs = _public(props)
         outs.update({"bundle_ref": report.bundle_ref, "result": report.result, "worker": report.worker,
