@@ -116,6 +116,8 @@ new_wrapper_module() {
 }
 
 build_engine() {
+    # A go.work from the caller's environment would pull other modules in.
+    export GOWORK=off
     local staging=$1 work=$2 sdk_dir
     local -a go_build=(go build -trimpath -tags "osusergo,grpcnotrace")
 
