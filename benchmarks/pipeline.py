@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from distributed import Client
 from modelops_infra.bundles import BundleCache, RegistryClient, push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.worker import fetch_bundle_task
+from benchmarks._result import Result
 from tests.services import Registry, start_dask, start_registry
 
 TINY_SOURCE = "def tiny(params, seed):\n    return {'x': params['x'] * 2, 'seed': seed}\n"
@@ -44,17 +44,6 @@ def _plain_tiny(work: Path) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     sys.path.insert(0, str(lib))
     return importlib.import_module("tiny_baseline").tiny
 
-
-@dataclass
-class Result:
-    name: str
-    ratio: float
-    bar: str
-    passed: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<28} ratio {self.ratio:6.3f}  bar {self.bar:<10} {self.detail}"
 
 
 def _timed(fn: Callable[[], Any]) -> float:

@@ -104,6 +104,33 @@ def test_refresh_notices_a_dead_worker_and_up_brings_it_back(local_stack):
     assert all(ProcessHandle(p["pid"], p["start_time"]).alive() for p in again["outputs"]["processes"])
 
 
+def test_mops_env_write_records_the_stack_for_registry_discovery(local_stack, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelops_infra.cli import app
+    from modelops_infra.client import get_registry_url, load_bundle_env
+
+    home = {"HOME": str(tmp_path)}
+    env = {**local_stack.env, **home}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    old_cwd = os.getcwd()
+    os.chdir(local_stack.dir)
+    try:
+        result = CliRunner().invoke(app, ["env", "write", "--stack", local_stack.stack, "--env", "localtest"])
+    finally:
+        os.chdir(old_cwd)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert result.exit_code == 0, result.output
+    outs = local_stack.outputs()
+    assert get_registry_url("localtest", environ=home) == outs["acr_login_server"]
+    assert load_bundle_env("localtest", environ=home).scheduler_address == outs["scheduler_address"]
+
+
 def test_destroy_leaves_no_process_and_no_port(local_stack):
     pids = [ProcessHandle(p["pid"], p["start_time"]) for r in local_stack.export()["deployment"]["resources"]
             for p in (r.get("outputs") or {}).get("processes") or []]
