@@ -67,43 +67,78 @@ has_all() {
     done
 }
 
+# locate NAME DIR...: resolved path of the first executable NAME in the DIRs,
+# else of NAME on PATH.
+locate() {
+    local name=$1 dir found=''
+    shift
+    for dir in "$@"; do
+        if [ -x "$dir/$name" ]; then
+            found=$dir/$name
+            break
+        fi
+    done
+    if [ -z "$found" ]; then
+        found=$(command -v "$name" 2>/dev/null) || return 1
+    fi
+    readlink -f -- "$found"
+}
+
 # Prints the directory of a usable pulumi already on PATH, or returns 1.
+#
+# Every path is resolved through symlinks, and so is the directory printed. The
+# Makefile links the printed directory's files into .modelops/bin, and that
+# directory is itself on PATH (scripts/pulumi-env.sh). Printing .modelops/bin
+# back would make the Makefile link each file to itself.
 find_installed() {
-    local cli have dir host provider farm
+    local cli have host exec_script provider dir farm
+    local -a dirs
     cli=$(command -v pulumi 2>/dev/null) || return 1
     have=$("$cli" version 2>/dev/null) || return 1
     if ! version_at_least "$have" "$version"; then
         log "ignoring $cli: version $have is older than $version"
         return 1
     fi
-    for dir in "$(dirname -- "$cli")" "$(dirname -- "$(readlink -f -- "$cli")")"; do
-        if has_all "$dir"; then
-            printf '%s\n' "$dir"
-            return 0
-        fi
-    done
-    # The language host may be installed elsewhere on PATH. Gather everything
-    # into one directory of symlinks so callers still get a single directory.
-    # The -exec script is found by the host next to its own resolved path.
-    host=$(command -v pulumi-language-python 2>/dev/null) || {
+    # Beside the pulumi on PATH, beside the file it links to, or on PATH.
+    dirs=("$(dirname -- "$cli")" "$(dirname -- "$(readlink -f -- "$cli")")")
+    host=$(locate pulumi-language-python "${dirs[@]}") || {
         log "ignoring $cli: no pulumi-language-python beside it or on PATH"
         return 1
     }
-    provider=$(command -v pulumi-resource-pulumi-python 2>/dev/null) || {
+    provider=$(locate pulumi-resource-pulumi-python "${dirs[@]}") || {
         log "ignoring $cli: no pulumi-resource-pulumi-python beside it or on PATH"
         return 1
     }
-    if [ ! -x "$(dirname -- "$(readlink -f -- "$host")")/pulumi-language-python-exec" ]; then
+    # The host runs the -exec script found next to its own resolved path.
+    exec_script=$(dirname -- "$host")/pulumi-language-python-exec
+    if [ ! -x "$exec_script" ]; then
         log "ignoring $cli: no pulumi-language-python-exec beside $host"
         return 1
     fi
+    cli=$(readlink -f -- "$cli")
+    dir=$(dirname -- "$cli")
+    if [ "$(dirname -- "$host")" = "$dir" ] && [ "$(dirname -- "$provider")" = "$dir" ]; then
+        printf '%s\n' "$dir"
+        return 0
+    fi
+    # Installed in different directories: link them into one.
     farm=$cache_root/path/bin
     mkdir -p "$farm"
-    ln -sfn "$(readlink -f -- "$cli")" "$farm/pulumi"
-    ln -sfn "$(readlink -f -- "$host")" "$farm/pulumi-language-python"
-    ln -sfn "$(dirname -- "$(readlink -f -- "$host")")/pulumi-language-python-exec" "$farm/pulumi-language-python-exec"
-    ln -sfn "$(readlink -f -- "$provider")" "$farm/pulumi-resource-pulumi-python"
+    ln -sfn "$cli" "$farm/pulumi"
+    ln -sfn "$host" "$farm/pulumi-language-python"
+    ln -sfn "$exec_script" "$farm/pulumi-language-python-exec"
+    ln -sfn "$provider" "$farm/pulumi-resource-pulumi-python"
     printf '%s\n' "$farm"
+}
+
+# quietly CMD...: run CMD, showing its output only if it fails (`go get` lists
+# a few hundred added modules).
+quietly() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
 }
 
 # new_wrapper_module DIR NAME: an empty main module in DIR. We build through a
@@ -126,7 +161,7 @@ build_engine() {
     (
         cd "$work/cli"
         go mod edit -replace "$clipboard_replace"
-        go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$version" \
+        quietly go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$version" \
             "github.com/pulumi/pulumi/sdk/v3@v$version"
         CGO_ENABLED=0 "${go_build[@]}" \
             -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$version" \
@@ -144,7 +179,7 @@ build_engine() {
     new_wrapper_module "$work/langhost" pulumi-language-python
     (
         cd "$work/langhost"
-        go get "github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python@$langhost_sdk_version"
+        quietly go get "github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python@$langhost_sdk_version"
         CGO_ENABLED=0 "${go_build[@]}" \
             -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$langhost_sdk_version" \
             -o "$staging/pulumi-language-python" \
