@@ -1,9 +1,11 @@
 """A stat-keyed memo of large-file digests, so re-packing an unchanged bundle does not re-hash it.
 
 An entry is trusted only when path, size, inode and ``mtime_ns`` all match and
-the file had not been modified in the second before the entry was recorded
-(the "racy clean" rule git's index uses), so a file rewritten within the
-mtime granularity is always hashed again. The memo is an optimization only:
+the file had not been modified in the 100 ms before the entry was recorded
+(the "racy clean" rule git's index uses). Linux stamps mtimes from a coarse
+clock (one tick, at most 10 ms behind), so a file rewritten after its digest
+was recorded can never carry an mtime that far before the record, and is
+always hashed again. The memo is an optimization only:
 a missing, stale or corrupt memo file costs a re-hash, never a wrong digest
 for a changed file.
 """
@@ -21,7 +23,7 @@ from modelops_infra.bundles._digest import digest_file
 
 __all__ = ["DigestMemo"]
 
-_RACY_NS = 1_000_000_000
+_RACY_NS = 100_000_000
 
 
 class DigestMemo:
