@@ -51,6 +51,7 @@ from modelops_infra.bundles._oci import (
     parse_oci_manifest,
 )
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
+from modelops_infra.bundles._streams import SyncedWriter, fsync_dir
 from modelops_infra.errors import CacheError, IntegrityError, UnsafeArchiveError
 
 __all__ = ["BundleCache", "Lease", "LocalBundle"]
@@ -97,67 +98,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class _SyncedWriter:
-    """Writes a file on a background thread, flushing to disk as it goes, so that disk
-    writeback overlaps the network transfer and hashing instead of following them.
-
-    ``close()`` waits for the writer, fsyncs and re-raises any write error.
-    """
-
-    _SYNC_EVERY = 32 << 20
-
-    def __init__(self, path: Path) -> None:
-        import queue
-        import threading
-
-        self._fh = open(path, "wb")
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="modelops-blob-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        pending = 0
-        while (chunk := self._queue.get()) is not None:
-            if self._error is not None:
-                continue
-            try:
-                self._fh.write(chunk)
-                pending += len(chunk)
-                if pending >= self._SYNC_EVERY:
-                    self._fh.flush()
-                    os.fdatasync(self._fh.fileno())
-                    pending = 0
-            except BaseException as exc:  # surfaced by close()
-                self._error = exc
-
-    def write(self, chunk: bytes) -> int:
-        if self._error is not None:
-            raise CacheError(f"writing {self._fh.name} failed ({self._error})") from self._error
-        self._queue.put(chunk)
-        return len(chunk)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        try:
-            if self._error is None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-        finally:
-            self._fh.close()
-        if self._error is not None:
-            raise CacheError(f"writing {self._fh.name} failed ({self._error})") from self._error
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BundleCache:
@@ -294,7 +234,7 @@ class BundleCache:
                         f"refused entry {layer.title or layer.digest!r}: {layer.size} bytes exceeds the extraction"
                         f" limit of {self.max_extract_bytes} bytes", entry=layer.title)
                 blob_path = blobs / digest_hex(validate_digest(layer.digest))
-                out = _SyncedWriter(blob_path)
+                out = SyncedWriter(blob_path)
                 try:
                     client.download_blob(repository, layer.digest, layer.size, out, progress)  # type: ignore[arg-type]
                 finally:
@@ -321,11 +261,11 @@ class BundleCache:
                 os.fsync(fh.fileno())
             (stage / ".used").touch()
             for dirpath, _, _ in os.walk(tree):
-                _fsync_dir(Path(dirpath))
-            _fsync_dir(stage)
+                fsync_dir(Path(dirpath))
+            fsync_dir(stage)
             final = self.entry_dir(digest)
             os.rename(stage, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             log.info("cached bundle %s (%d bytes) from %s/%s", digest, size, client.registry, repository)
             return LocalBundle(digest, final / "tree", manifest, size, repository)
         except BaseException:

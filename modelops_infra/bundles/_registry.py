@@ -32,6 +32,7 @@ from modelops_infra.bundles._auth import Authenticator, BasicCredentials, resolv
 from modelops_infra.bundles._digest import digest_bytes, validate_digest
 from modelops_infra.bundles._oci import MANIFEST_MEDIA_TYPE
 from modelops_infra.bundles._pack import BlobSource
+from modelops_infra.bundles._streams import BackgroundHash
 from modelops_infra.errors import (
     ConfigurationError,
     IntegrityError,
@@ -99,31 +100,6 @@ class _ProgressReader:
 
     def __len__(self) -> int:
         return self.len
-
-
-class _BackgroundHash:
-    """SHA-256 computed on a helper thread (hashlib releases the GIL), overlapping socket reads."""
-
-    def __init__(self) -> None:
-        import queue
-        import threading
-
-        self._h = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._run, name="modelops-blob-hash", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self._h.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-
-    def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
-        return self._h.hexdigest()
 
 
 class RegistryClient:
@@ -365,7 +341,7 @@ class RegistryClient:
         bytes, which the caller must discard (the cache writes to a temp file).
         """
         validate_digest(digest)
-        h = _BackgroundHash() if size >= _CHUNK else hashlib.sha256()
+        h = BackgroundHash() if size >= _CHUNK else hashlib.sha256()
         got = 0
         try:
             for chunk in self.iter_blob(repository, digest, size):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops_infra.bundles import FILE_LAYER_MEDIA_TYPE, BundleCache, Descriptor, RegistryClient, digest_bytes
+from modelops_infra.bundles import FILE_LAYER_MEDIA_TYPE, BundleCache, Descriptor, digest_bytes
 from modelops_infra.bundles._extract import ExtractBudget, extract_code_tar, place_file
 from modelops_infra.errors import UnsafeArchiveError
 from tests.bundles.helpers import code_layer, code_tar, member, push_raw, regular, staging_dirs
