@@ -21,7 +21,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
 export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
-.PHONY: help setup venv registry pulumi test up down bench clean
+.PHONY: help setup venv registry pulumi interop-tools test up down bench clean
 
 help:
 	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
@@ -54,7 +54,10 @@ pulumi:
 	  && for f in pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do \
 	       ln -sfn "$$dir/$$f" $(ROOT)/.modelops/bin/$$f; done
 
-setup: venv registry pulumi
+interop-tools:
+	@$(ROOT)/scripts/interop-tools.sh
+
+setup: venv registry pulumi interop-tools
 	@mkdir -p $(STATE_DIR)
 
 # --- the two commands -----------------------------------------------------------------
