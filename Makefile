@@ -39,11 +39,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# System packages from Debian: the CNCF distribution registry, and iproute2 + nftables
+# for the network-fault tests (namespaces, veth pairs, drop rules).
 registry:
-	@if ! command -v docker-registry >/dev/null && ! command -v registry >/dev/null; then \
-	  echo "installing the CNCF distribution registry (Debian package docker-registry)"; \
+	@missing=""; \
+	command -v docker-registry >/dev/null || command -v registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-registry >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v docker-registry >/dev/null || command -v registry >/dev/null
 

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int], None]
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 4 * 1024 * 1024
+_CONNECT_TIMEOUT = 5.0
 _ACCEPT = ", ".join([MANIFEST_MEDIA_TYPE, "application/vnd.oci.image.index.v1+json"])
 
 
@@ -123,6 +124,9 @@ class RegistryClient:
         self.registry = registry.rstrip("/")
         self.scheme = "http" if use_plain_http(self.registry, insecure) else "https"
         self.timeout = timeout
+        # A registry that does not even accept the connection should fail fast; once
+        # connected, reads may take up to ``timeout`` (large blobs, slow storage).
+        self._timeouts = (min(timeout, _CONNECT_TIMEOUT), timeout)
         self.attempts = max(1, attempts)
         self.max_backoff = max_backoff
         self._session = requests.Session()
@@ -154,7 +158,7 @@ class RegistryClient:
         headers = dict(kw.pop("headers", {}) or {})
         headers.update(self._auth.cached_header(scope))
         try:
-            resp = self._session.request(method, url, headers=headers, data=body() if body else None, timeout=self.timeout, **kw)
+            resp = self._session.request(method, url, headers=headers, data=body() if body else None, timeout=self._timeouts, **kw)
             if resp.status_code == 401 and "WWW-Authenticate" in resp.headers:
                 answer = self._auth.answer(resp.headers["WWW-Authenticate"], scope)
                 if answer is not None:
