@@ -234,11 +234,11 @@ class BundleCache:
                         f"refused entry {layer.title or layer.digest!r}: {layer.size} bytes exceeds the extraction"
                         f" limit of {self.max_extract_bytes} bytes", entry=layer.title)
                 blob_path = blobs / digest_hex(validate_digest(layer.digest))
-                out = SyncedWriter(blob_path)
+                sink = SyncedWriter(blob_path)
                 try:
-                    client.download_blob(repository, layer.digest, layer.size, out, progress)  # type: ignore[arg-type]
+                    client.download_blob(repository, layer.digest, layer.size, sink, progress)
                 finally:
-                    out.close()
+                    sink.close()
                 size += layer.size
                 if layer.media_type == CODE_LAYER_MEDIA_TYPE:
                     with open(blob_path, "rb") as fh:

@@ -13,7 +13,7 @@ import posixpath
 import shutil
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from modelops_infra.errors import UnsafeArchiveError
 
@@ -59,7 +59,7 @@ def _parent_ok(root: Path, rel: str) -> Path:
     return target
 
 
-def _write(target: Path, src: BinaryIO, mode: int) -> None:
+def _write(target: Path, src: IO[bytes], mode: int) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
@@ -125,11 +125,11 @@ def extract_code_tar(fileobj: BinaryIO, dest: Path, budget: ExtractBudget) -> li
     # ("d/l" -> "..", then "l2" -> "d/l/.."), so resolve every link against the finished tree.
     for rel, link in links.items():
         try:
-            resolved = (root / rel).resolve()
+            final = (root / rel).resolve()
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
             raise UnsafeArchiveError(f"refused entry {rel!r}: symlink to {link!r} cannot be resolved ({exc})",
                                      entry=rel) from exc
-        if not _inside(root, resolved):
+        if not _inside(root, final):
             raise UnsafeArchiveError(f"refused entry {rel!r}: symlink to {link!r} resolves outside the bundle", entry=rel)
     return written
 

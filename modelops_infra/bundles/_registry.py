@@ -23,7 +23,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -42,10 +42,16 @@ from modelops_infra.errors import (
     RegistryUnavailableError,
 )
 
-__all__ = ["ProgressCallback", "RegistryClient", "use_plain_http"]
+__all__ = ["ByteSink", "ProgressCallback", "RegistryClient", "use_plain_http"]
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int], None]
+
+
+class ByteSink(Protocol):
+    """Where a download writes: a binary file, ``io.BytesIO``, or the cache's background writer."""
+
+    def write(self, data: bytes, /) -> int: ...
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 4 * 1024 * 1024
 _CONNECT_TIMEOUT = 5.0
@@ -337,7 +343,7 @@ class RegistryClient:
             yield from resp.iter_content(_CHUNK)
 
     def download_blob(
-        self, repository: str, digest: str, size: int, out: BinaryIO, progress: ProgressCallback | None = None
+        self, repository: str, digest: str, size: int, out: ByteSink, progress: ProgressCallback | None = None
     ) -> None:
         """Stream blob ``digest`` into ``out``, verifying size and sha256.
 

@@ -54,7 +54,7 @@ def report_error(exc: BaseException, *, debug: bool) -> ExitCode:
 class _ErrorBoundary(TyperGroup):
     """The root group: maps exceptions from any subcommand to named exit codes."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer.Context is click's
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)

@@ -78,7 +78,7 @@ class AksCluster(pulumi.ComponentResource):
         super().__init__("modelops:infra:AksCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        cluster = containerservice.ManagedCluster(
+        cluster = containerservice.ManagedCluster(  # type: ignore[call-overload]  # dict literals are *ArgsDict TypedDicts
             f"{name}-cluster",
             resource_group_name=args.resource_group_name,
             location=args.location,

@@ -69,7 +69,7 @@ def _port_forward(kubeconfig: str, namespace: str, service: str, port: int, time
     except Exception as exc:  # translated at the seam: kubernetes ApiException, urllib3 errors
         raise SmokeTestError(f"connect: cannot read Service {namespace}/{service} through the Kubernetes API "
                              f"({type(exc).__name__}: {exc})", stage="connect") from exc
-    pod = pick_pod(svc.spec.selector or {}, pods)
+    pod = pick_pod((svc.spec.selector if svc.spec else None) or {}, pods)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
