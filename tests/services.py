@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-REGISTRY_BINARIES = ("docker-registry", "registry")
+from modelops_infra.infra.local.registry import REGISTRY_BINARIES, registry_config_yaml
 
 
 def free_port() -> int:
@@ -91,15 +91,8 @@ def start_registry(root: Path, *, htpasswd: Path | None = None, port: int | None
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     storage = root / "data"
-    auth = ""
-    if htpasswd is not None:
-        auth = f"auth:\n  htpasswd:\n    realm: modelops-test\n    path: {htpasswd}\n"
     config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
-    )
+    config.write_text(registry_config_yaml(port, storage, htpasswd=htpasswd))
     log = root / "registry.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
