@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelops_infra.bundles._cache import BundleCache, LocalBundle
-from modelops_infra.bundles._oci import parse_oci_manifest
+from modelops_infra.bundles._oci import CODE_LAYER_MEDIA_TYPE, parse_oci_manifest
 from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, pack_bundle
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
@@ -109,25 +109,41 @@ def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSetti
 
 
 def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
-    """Manifest, annotations and files (with sizes) of a pushed bundle, without downloading its layers."""
+    """Manifest, annotations, layers and every file (with sizes) of a pushed bundle.
+
+    Downloads (and verifies) only the config and the small code layer; large
+    file layers are listed from the manifest.
+    """
+    import io
+    import json
+    import tarfile
+
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
+    files: list[dict[str, Any]] = []
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
         parsed = parse_oci_manifest(raw)
-        import io
-        import json
-
-        buf = io.BytesIO()
-        client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, buf)
+        config = io.BytesIO()
+        client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, config)
+        for layer in parsed.layers:
+            if layer.media_type == CODE_LAYER_MEDIA_TYPE:
+                code = io.BytesIO()
+                client.download_blob(pinned.repository, layer.digest, layer.size, code)
+                code.seek(0)
+                with tarfile.open(fileobj=code, mode="r:") as tar:
+                    files += [{"path": m.name, "size": m.size, "layer": "code"} for m in tar if not m.isdir()]
+            else:
+                files.append({"path": layer.title or layer.digest, "size": layer.size, "layer": layer.digest})
     return {
         "reference": str(pinned),
         "mediaType": media_type,
         "artifactType": parsed.artifact_type,
         "annotations": parsed.annotations,
-        "bundle": json.loads(buf.getvalue()),
+        "bundle": json.loads(config.getvalue()),
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
                    for l in parsed.layers],
+        "files": sorted(files, key=lambda f: f["path"]),
         "total_bytes": sum(l.size for l in parsed.layers) + parsed.config.size,
     }

@@ -70,7 +70,7 @@ def push(
 
     settings = BundleSettings.from_env()
     registry = registry or get_registry_url(env)
-    packed = pack_bundle(path)
+    packed = pack_bundle(path, memo_dir=settings.memo_dir)
     with transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
             RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as client:
         result = push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
@@ -108,10 +108,10 @@ def _inspect_table(info: dict[str, Any]) -> Table:
     table = Table(title="files", show_edge=False)
     table.add_column("file")
     table.add_column("size", justify="right")
-    table.add_column("media type")
-    table.add_column("digest")
-    for layer in info["layers"]:
-        table.add_row(layer.get("title") or "-", human_size(layer["size"]), layer["mediaType"], layer["digest"][:19])
+    table.add_column("stored in")
+    for f in info["files"]:
+        where = "code layer" if f["layer"] == "code" else f"own blob {f['layer'][:19]}"
+        table.add_row(f["path"], human_size(f["size"]), where)
     return table
 
 

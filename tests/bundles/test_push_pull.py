@@ -120,6 +120,10 @@ def test_inspect_shows_manifest_files_and_sizes_without_pulling_layers(bundle, r
     titles = {layer["title"]: layer["size"] for layer in info["layers"]}
     assert titles.get("data/weights.bin") == len(DATA) and "bundle-code.tar" in titles, titles
     assert info["total_bytes"] == pushed.total_bytes - len(pack_bundle(bundle).manifest_bytes)
+    files = {f["path"]: f for f in info["files"]}
+    assert files["data/weights.bin"]["size"] == len(DATA) and files["data/weights.bin"]["layer"].startswith("sha256:")
+    assert files["manifest.json"]["layer"] == "code"
+    assert files["manifest.json"]["size"] == (bundle / "manifest.json").stat().st_size
 
 
 def test_registry_serves_exactly_the_packed_manifest(bundle, registry, settings):

@@ -152,7 +152,8 @@ def test_inspect_shows_manifest_files_and_sizes(mops, make_bundle, registry) -> 
     ref = mops("bundle", "push", bundle, "-r", registry.address).stdout.strip().splitlines()[-1]
     result = mops("bundle", "inspect", ref)
     assert result.exit_code == ExitCode.SUCCESS, result.output
-    for text in (ref, "inspectme", "1.0.0", "sim:run", "total size", "file", "size"):
+    for text in (ref, "inspectme", "1.0.0", "sim:run", "total size", "manifest.json", "sim.py", "data.bin",
+                 "2.0 MiB", "code layer", "own blob"):
         assert text in result.stdout, f"{text!r} missing from inspect output:\n{result.stdout}"
 
 
