@@ -75,8 +75,10 @@ up: setup
 	@PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(ROOT)/scripts/up.sh $(LOCAL_STACK)
 
 down: setup
-	@PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" pulumi destroy --stack $(LOCAL_STACK) --yes --skip-preview
-	@echo "local stack $(LOCAL_STACK) destroyed"
+	@export PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH"; \
+	if pulumi stack ls --json 2>/dev/null | grep -q '"name": "$(LOCAL_STACK)"'; then \
+	  pulumi destroy --stack $(LOCAL_STACK) --yes --skip-preview && echo "local stack $(LOCAL_STACK) destroyed"; \
+	else echo "no stack $(LOCAL_STACK) in $(PULUMI_BACKEND_URL): nothing to destroy"; fi
 
 bench: setup
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
