@@ -26,7 +26,7 @@ def pulumi_binary() -> str:
     found = shutil.which("pulumi") or (str(REPO / ".modelops/bin/pulumi") if (REPO / ".modelops/bin/pulumi").exists() else None)
     if not found:
         raise RuntimeError("no pulumi CLI on PATH or in .modelops/bin; run `make test`, which installs it")
-    return found
+    return os.path.abspath(found)
 
 
 @dataclass

@@ -68,3 +68,51 @@ def test_credentials_are_encrypted_in_state_after_a_passing_run(tmp_path, regist
     assert SECRET not in state_text, "the registry password is in plain text in the state"
     assert "ciphertext" in state_text, "secret inputs must be stored encrypted"
     project.run("destroy", "--yes", "--skip-preview")
+
+
+STAGED = """
+import pulumi
+from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs, resolve_smoke_bundle
+
+bundle, digest = resolve_smoke_bundle({bundle!r})
+smoke = BundleSmokeTest("smoke", BundleSmokeTestArgs(
+    login_server="{registry}", bundle=bundle, bundle_digest=digest, scheduler_address="{scheduler}", timeout=5))
+pulumi.export("bundle_ref", smoke.bundle_ref)
+"""
+
+
+def _fails(project) -> str:
+    result = project.up(check=False)
+    assert result.returncode != 0, "the deploy must fail"
+    assert project.resources("BundleSmokeTest") == [], "a failed smoke test must leave nothing in the stack"
+    return result.stdout + result.stderr
+
+
+def test_an_unreachable_scheduler_fails_the_deploy_at_connect(tmp_path, registry):
+    project = make_project(tmp_path / "p", STAGED.format(bundle=None, registry=registry.address,
+                                                         scheduler=f"tcp://127.0.0.1:{free_port()}"))
+    assert "stage 'connect': connect: cannot reach scheduler tcp://127.0.0.1:" in _fails(project)
+
+
+def test_a_scheduler_without_workers_fails_the_deploy_at_workers_within_the_timeout(tmp_path, registry):
+    from tests.services import start_dask
+
+    empty = start_dask(tmp_path / "dask", workers=0)
+    try:
+        project = make_project(tmp_path / "p", STAGED.format(bundle=None, registry=registry.address,
+                                                             scheduler=empty.scheduler_address))
+        assert "stage 'workers': workers: no worker within 5 s" in _fails(project)
+    finally:
+        empty.stop()
+
+
+def test_an_invalid_bundle_fails_the_preview_at_pack_naming_the_key_and_problem(tmp_path, registry):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"name": "bad", "version": "1"}')
+    project = make_project(tmp_path / "p", STAGED.format(bundle=str(bad), registry=registry.address,
+                                                         scheduler="tcp://127.0.0.1:1"))
+    result = project.run("preview", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "pack: modelops:smokeTest.bundle" in text and "missing required field 'entrypoint'" in text, text[-3000:]
