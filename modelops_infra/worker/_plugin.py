@@ -8,7 +8,7 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from modelops_infra.bundles import BundleSettings
-from modelops_infra.errors import ConfigurationError
+from modelops_infra.errors import ConfigurationError, ModelOpsError
 from modelops_infra.worker._runtime import BundleRuntime
 
 __all__ = ["PLUGIN_NAME", "ModelOpsWorkerPlugin", "dask_setup", "fetch_bundle_task", "run_sim_task"]
@@ -36,9 +36,15 @@ class ModelOpsWorkerPlugin(WorkerPlugin):
     def __init__(self, settings: BundleSettings | None = None) -> None:
         self._settings = settings
         self.runtime: BundleRuntime | None = None
+        self.setup_error: ModelOpsError | None = None
 
     def setup(self, worker: Any) -> None:
-        self.runtime = BundleRuntime(self._settings or BundleSettings.from_env())
+        """Build the runtime from the worker's environment; a bad setting raises (and is kept for tasks)."""
+        try:
+            self.runtime = BundleRuntime(self._settings or BundleSettings.from_env())
+        except ModelOpsError as exc:
+            self.setup_error = exc
+            raise
         log.info("modelops bundle runtime ready: registry=%s cache=%s", self.runtime.settings.registry,
                  self.runtime.settings.cache_dir)
 
@@ -49,12 +55,26 @@ class ModelOpsWorkerPlugin(WorkerPlugin):
 
 
 async def dask_setup(worker: Any) -> None:
-    """Preload hook for ``dask worker --preload modelops_infra.worker``; setup errors are not swallowed."""
-    await worker.plugin_add(ModelOpsWorkerPlugin(), name=PLUGIN_NAME, catch_errors=False)
+    """Preload hook for ``dask worker --preload modelops_infra.worker``.
+
+    Dask logs and then ignores exceptions from preloads, so a setup error would
+    otherwise leave a worker that silently cannot fetch bundles. Instead the
+    error is logged here and kept on the plugin, and every task on this worker
+    fails with it (``fetch: ... MODELOPS_BUNDLE_INSECURE='x' is not a boolean``),
+    so the client and the deploy-time smoke test see the cause.
+    """
+    try:
+        await worker.plugin_add(ModelOpsWorkerPlugin(), name=PLUGIN_NAME, catch_errors=False)
+    except ModelOpsError as exc:
+        log.error("modelops worker plugin failed to set up; tasks on this worker will fail: %s", exc)
 
 
 def _runtime() -> BundleRuntime:
     plugin = get_worker().plugins.get(PLUGIN_NAME)
+    error = getattr(plugin, "setup_error", None)
+    if error is not None:
+        raise ConfigurationError(f"fetch: this worker's modelops plugin failed to set up: {error}",
+                                 hint=error.hint or "fix the worker's MODELOPS_BUNDLE_* environment")
     runtime = getattr(plugin, "runtime", None)
     if runtime is None:
         raise ConfigurationError(

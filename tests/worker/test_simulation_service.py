@@ -10,7 +10,7 @@ from distributed import Client
 
 from modelops_infra.bundles import push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask, task_key
-from modelops_infra.errors import BundleRunError, RegistryNotFoundError, RequirementsError
+from modelops_infra.errors import BundleRunError, ConfigurationError, RegistryNotFoundError, RequirementsError
 from modelops_infra.worker import ModelOpsWorkerPlugin, run_sim_task
 from tests.services import start_dask
 
@@ -136,5 +136,31 @@ def test_plugin_registered_by_the_client_works_without_preload(registry, tmp_pat
             c.register_plugin(ModelOpsWorkerPlugin())
             c.register_plugin(ModelOpsWorkerPlugin())  # idempotent
             assert DaskSimulationService(c).submit(SimTask(ref, {}, 2)).result(timeout=60)["seed"] == 2
+    finally:
+        cluster.stop()
+
+
+def test_a_plugin_setup_failure_reaches_the_client_naming_the_setting(registry, tmp_path):
+    cluster = start_dask(tmp_path / "dask", workers=1, preload=False, worker_env={
+        "MODELOPS_BUNDLE_REGISTRY": registry.address, "MODELOPS_BUNDLE_CACHE_MAX_BYTES": "lots"})
+    try:
+        with Client(cluster.scheduler_address, timeout=30) as c:
+            with pytest.raises(Exception, match=r"MODELOPS_BUNDLE_CACHE_MAX_BYTES='lots' is not a size"):
+                c.register_plugin(ModelOpsWorkerPlugin())
+    finally:
+        cluster.stop()
+
+
+def test_a_preloaded_worker_with_bad_settings_fails_every_task_with_the_cause(registry, tmp_path, make_bundle):
+    # dask ignores preload exceptions; the plugin keeps the error so tasks report it instead of a vague failure
+    cluster = start_dask(tmp_path / "dask", workers=1, worker_env={
+        "MODELOPS_BUNDLE_REGISTRY": registry.address, "MODELOPS_BUNDLE_INSECURE": "perhaps"})
+    try:
+        with Client(cluster.scheduler_address, timeout=30) as c:
+            ref = _push(registry, make_bundle("badworker"))
+            with pytest.raises(ConfigurationError) as info:
+                DaskSimulationService(c).submit(SimTask(ref, {}, 1)).result(timeout=60)
+        assert str(info.value).startswith("fetch: this worker's modelops plugin failed to set up:")
+        assert "MODELOPS_BUNDLE_INSECURE='perhaps' is not a boolean" in str(info.value)
     finally:
         cluster.stop()
