@@ -8,7 +8,7 @@ No Pulumi here, and no Dask: this package is what a worker needs to fetch code.
 """
 
 from modelops_infra.bundles._cache import BundleCache, Lease, LocalBundle
-from modelops_infra.bundles._digest import digest_bytes, digest_file, validate_digest
+from modelops_infra.bundles._digest import digest_bytes, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._ignore import IgnoreRules, list_bundle_files
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_entrypoint, parse_manifest
 from modelops_infra.bundles._oci import (
@@ -47,7 +47,7 @@ __all__ = [
     "CODE_LAYER_MEDIA_TYPE", "CONFIG_MEDIA_TYPE", "DEFAULT_FILE_THRESHOLD", "DEFAULT_REPOSITORY", "Descriptor",
     "FILE_LAYER_MEDIA_TYPE", "IgnoreRules", "Lease", "LocalBundle", "MANIFEST_FILE", "PackedBundle", "PushResult",
     "REQUIREMENTS_FILE", "Reference", "RegistryClient", "ValidationReport", "builtin_bundle_path", "digest_bytes",
-    "digest_file", "entry_module_path", "inspect_bundle", "list_bundle_files", "pack_bundle", "parse_bool",
+    "digest_file", "digest_hex", "entry_module_path", "inspect_bundle", "list_bundle_files", "pack_bundle", "parse_bool",
     "parse_entrypoint", "parse_manifest", "parse_oci_manifest", "parse_requirements", "parse_size", "pull_bundle",
     "push_bundle", "push_packed", "require_valid_bundle", "resolve_reference", "use_plain_http", "validate_bundle",
     "validate_digest",

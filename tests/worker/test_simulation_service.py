@@ -88,6 +88,30 @@ def test_same_module_name_in_two_bundles_runs_each_bundles_own_code(registry, cl
     assert got == ["A", "BB", "A", "BB", "BB", "A"], f"each bundle must see its own helper module, got {got}"
 
 
+def test_lazy_imports_and_subpackages_stay_inside_their_own_bundle(registry, client, make_bundle):
+    files = lambda tag: {  # noqa: E731
+        "simulate.py": "def run(params, seed):\n"
+                       "    import helpers\n"              # imported at call time
+                       "    from model.params import VALUE\n"
+                       "    import model.params as mp\n"
+                       "    return {'helper': helpers.NAME, 'value': VALUE, 'same': mp.VALUE == VALUE}\n",
+        "helpers.py": f"NAME = {tag!r}\n",
+        "model/__init__.py": "",
+        "model/params.py": f"from .base import BASE\nVALUE = BASE + {tag!r}\n",
+        "model/base.py": "BASE = 'base-'\n",
+    }
+    a = _push(registry, make_bundle("lazya", files("A"), entrypoint="simulate:run"))
+    b = _push(registry, make_bundle("lazyb", files("B"), entrypoint="simulate:run"))
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    svc = DaskSimulationService(client)
+    futures = [client.submit(run_sim_task, svc.pin(r).repository, svc.pin(r).digest, None, {}, i,
+                             workers=[worker], pure=False) for i, r in enumerate([a, b, a, b])]
+    got = [f.result(timeout=60) for f in futures]
+    assert [g["helper"] for g in got] == ["A", "B", "A", "B"]
+    assert [g["value"] for g in got] == ["base-A", "base-B", "base-A", "base-B"]
+    assert all(g["same"] for g in got)
+
+
 def test_missing_requirements_are_listed_in_one_error(registry, client, make_bundle):
     ref = _push(registry, make_bundle("needs", requirements="definitely-not-installed-dist>=1.0\ndask<1.0\n"))
     with pytest.raises(RequirementsError) as info:

@@ -78,9 +78,19 @@ def spawn_detached(argv: Sequence[str], *, log: Path, env: Mapping[str, str] | N
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could *not* bind ``host:port`` now.
+
+    Probing by binding (with SO_REUSEADDR, as the servers we start do) rather than
+    connecting: a connect to an unused port in the ephemeral range can succeed by
+    connecting to itself (TCP self-connect), which would report a free port as used.
+    """
     with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+        return False
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.1,
