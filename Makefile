@@ -63,12 +63,12 @@ pulumi:
 interop-tools:
 	@$(ROOT)/scripts/interop-tools.sh
 
-setup: venv registry pulumi interop-tools
+setup: venv registry pulumi
 	@mkdir -p $(STATE_DIR)
 
 # --- the two commands -----------------------------------------------------------------
 
-test: setup
+test: setup interop-tools
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: setup
