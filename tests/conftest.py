@@ -29,15 +29,17 @@ def fresh_registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[DaskCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry, package_index) -> Iterator[DaskCluster]:
     """Scheduler + 2 worker processes with ``--preload modelops_infra.worker``.
 
-    ``MODELOPS_BUNDLE_REGISTRY`` is set only in the workers' environment.
+    ``MODELOPS_BUNDLE_REGISTRY`` is set only in the workers' environment; bundle
+    environments install from the loopback package index.
     """
     root = tmp_path_factory.mktemp("dask")
     c = start_dask(root, workers=2, worker_env={
         "MODELOPS_BUNDLE_REGISTRY": registry.address,
         "MODELOPS_BUNDLE_CACHE_DIR": str(root / "cache"),
+        "MODELOPS_BUNDLE_INDEX_URL": package_index.url,
     })
     yield c
     c.stop()

@@ -7,7 +7,8 @@ No Pulumi here, and no Dask: this package is what a worker needs to fetch code.
 'sha256:...'
 """
 
-from modelops_infra.bundles._cache import BundleCache, Lease, LocalBundle
+from modelops_infra.bundles._cache import BundleCache, Environment, Lease, LocalBundle
+from modelops_infra.bundles._envbuild import BuildOptions, build_environment, download_wheels
 from modelops_infra.bundles._digest import digest_bytes, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._ignore import IgnoreRules, list_bundle_files
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_entrypoint, parse_manifest
@@ -21,6 +22,8 @@ from modelops_infra.bundles._oci import (
 )
 from modelops_infra.bundles._ops import (
     PushResult,
+    WheelTarget,
+    packed_bundle,
     inspect_bundle,
     pull_bundle,
     push_bundle,
@@ -32,17 +35,21 @@ from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import RegistryClient, use_plain_http
 from modelops_infra.bundles._auth import BasicCredentials
 from modelops_infra.bundles._settings import DEFAULT_REPOSITORY, BundleSettings, parse_bool, parse_size
-from modelops_infra.bundles._validate import (
+from modelops_infra.bundles._envspec import (
+    ENVIRONMENT_FILES,
     REQUIREMENTS_FILE,
-    ValidationReport,
-    entry_module_path,
+    EnvironmentSpec,
+    PythonTarget,
+    environment_key,
+    find_environment,
     parse_requirements,
-    require_valid_bundle,
-    validate_bundle,
 )
+from modelops_infra.bundles._validate import ValidationReport, entry_module_path, require_valid_bundle, validate_bundle
 from modelops_infra.bundles.builtin import builtin_bundle_path
 
 __all__ = [
+    "BuildOptions", "Environment", "WheelTarget", "build_environment", "download_wheels", "packed_bundle",
+    "ENVIRONMENT_FILES", "EnvironmentSpec", "PythonTarget", "environment_key", "find_environment",
     "ARTIFACT_TYPE", "BasicCredentials", "BlobSource", "BundleCache", "BundleManifest", "BundleSettings",
     "CODE_LAYER_MEDIA_TYPE", "CONFIG_MEDIA_TYPE", "DEFAULT_FILE_THRESHOLD", "DEFAULT_REPOSITORY", "Descriptor",
     "FILE_LAYER_MEDIA_TYPE", "IgnoreRules", "Lease", "LocalBundle", "MANIFEST_FILE", "PackedBundle", "PushResult",

@@ -3,11 +3,18 @@
 Layout under the cache root (``MODELOPS_BUNDLE_CACHE_DIR``)::
 
     entries/sha256/<hex>/tree/...     a complete, verified, extracted bundle
-    entries/sha256/<hex>/meta.json    digest, repository, size, bundle manifest
+    entries/sha256/<hex>/wheels/...   the bundle's wheels, if it ships them (verified blobs)
+    entries/sha256/<hex>/meta.json    digest, repository, size, bundle manifest, environment key
     entries/sha256/<hex>/.used        mtime = last use (LRU clock)
+    envs/<keyhex>/venv/...            a complete Python environment (see _envspec for the key)
+    envs/<keyhex>/meta.json           key, size, source file
+    envs/<keyhex>/.used               mtime = last use
     staging/<hex>.<pid>.<random>/     work in progress; never read by a fetch
+    staging/env-<keyhex>.<pid>.<random>/  an environment being built
     locks/<hex>.lock                  one download per bundle per host
+    locks/env-<keyhex>.lock           one build per environment per host
     leases/<hex>/<pid>.<token>        "a running process uses this bundle"
+    leases/env-<keyhex>/<pid>.<token> "a running process uses this environment"
 
 Contracts:
 
@@ -21,8 +28,12 @@ Contracts:
   downloads, the rest find the entry.
 * **Crash-safe.** A process killed mid-download leaves only a staging directory
   named with its pid, which later fetches ignore and sweep once the pid is dead.
-* **Size cap.** With ``max_bytes`` set, least-recently-used entries are evicted
-  after each download, except those with a live lease or a held lock.
+* **Size cap.** With ``max_bytes`` set, least-recently-used entries -- bundles
+  and environments alike -- are evicted after each download or build, except
+  those with a live lease or a held lock.
+
+Environments follow the same rules: built in staging, published by one rename,
+one build per host (file lock), swept when their builder died, leased while used.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from modelops_infra.bundles._digest import digest_hex, validate_digest
+from modelops_infra.bundles._envspec import PythonTarget, environment_key, find_environment
 from modelops_infra.bundles._extract import ExtractBudget, extract_code_tar, place_file
 from modelops_infra.bundles._manifest import BundleManifest, parse_manifest
 from modelops_infra.bundles._oci import (
@@ -48,13 +60,15 @@ from modelops_infra.bundles._oci import (
     CODE_LAYER_MEDIA_TYPE,
     CONFIG_MEDIA_TYPE,
     FILE_LAYER_MEDIA_TYPE,
+    WHEEL_LAYER_MEDIA_TYPE,
+    is_wheel_filename,
     parse_oci_manifest,
 )
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._streams import SyncedWriter, fsync_dir
-from modelops_infra.errors import CacheError, IntegrityError, UnsafeArchiveError
+from modelops_infra.errors import BundleValidationError, CacheError, IntegrityError, UnsafeArchiveError
 
-__all__ = ["BundleCache", "Lease", "LocalBundle"]
+__all__ = ["BundleCache", "Environment", "Lease", "LocalBundle"]
 
 log = logging.getLogger(__name__)
 ClientSource = RegistryClient | Callable[[], RegistryClient]
@@ -69,6 +83,26 @@ class LocalBundle:
     manifest: BundleManifest
     size: int
     repository: str
+    environment_key: str | None = None
+    wheels: tuple[str, ...] = ()
+
+    @property
+    def wheels_dir(self) -> Path | None:
+        """The directory of the wheels the bundle ships through the registry (``None`` if it ships none)."""
+        return self.path.parent / "wheels" if self.wheels else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A built Python environment in the cache. ``python`` is its interpreter."""
+
+    key: str
+    path: Path
+    size: int
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
 
 
 class Lease:
@@ -110,7 +144,7 @@ class BundleCache:
         self.max_extract_bytes = max_extract_bytes
         self.lock_timeout = lock_timeout
         try:
-            for sub in ("entries/sha256", "staging", "locks", "leases"):
+            for sub in ("entries/sha256", "envs", "staging", "locks", "leases"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"bundle cache {self.root} cannot be created ({exc})",
@@ -142,20 +176,13 @@ class BundleCache:
             (entry / ".used").touch()
         manifest, _ = parse_manifest(json.dumps(meta["manifest"]).encode())
         assert manifest is not None
-        return LocalBundle(digest, entry / "tree", manifest, int(meta["size"]), meta.get("repository", ""))
+        env = meta.get("environment") or {}
+        return LocalBundle(digest, entry / "tree", manifest, int(meta["size"]), meta.get("repository", ""),
+                           env.get("key"), tuple(w["digest"] for w in meta.get("wheels", [])))
 
     def entries(self) -> list[str]:
         return sorted("sha256:" + p.name for p in (self.root / "entries" / "sha256").iterdir()
                       if (p / "meta.json").exists())
-
-    def total_size(self) -> int:
-        total = 0
-        for digest in self.entries():
-            try:
-                total += int(json.loads((self.entry_dir(digest) / "meta.json").read_text())["size"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return total
 
     # -- fetching ----------------------------------------------------------------------
 
@@ -194,11 +221,98 @@ class BundleCache:
         return found, taken
 
     def _take_lease(self, digest: str) -> Lease:
-        folder = self.root / "leases" / digest_hex(digest)
+        return self._lease_in(digest_hex(digest))
+
+    def _lease_in(self, name: str) -> Lease:
+        folder = self.root / "leases" / name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{os.getpid()}.{secrets.token_hex(4)}"
         path.touch()
         return Lease(path)
+
+    # -- environments ------------------------------------------------------------------
+
+    def environment_dir(self, key: str) -> Path:
+        return self.root / "envs" / digest_hex(key)
+
+    def environment(self, key: str) -> Environment | None:
+        """The built environment with ``key``, or ``None``. Marks it used (LRU)."""
+        folder = self.environment_dir(validate_digest(key))
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"environment {folder} is unreadable ({exc})", hint=f"remove {folder}") from exc
+        try:
+            os.utime(folder / ".used")
+        except FileNotFoundError:
+            (folder / ".used").touch()
+        return Environment(key, folder / "venv", int(meta["size"]))
+
+    def ensure_environment(self, key: str, build: Callable[[Path, Path], None], *,
+                           describe: dict[str, str] | None = None) -> tuple[Environment, Lease]:
+        """Return the environment ``key``, building it first if no process on this host has.
+
+        ``build(venv, work)`` must create the environment at ``venv`` (scratch
+        files under ``work``). It runs at most once per host at a time: the
+        first caller builds under ``locks/env-<hex>.lock`` while the others wait
+        and then find it. The result is published by one rename, so a half-built
+        environment is never used; a builder killed half-way leaves a staging
+        directory that the next build sweeps. The returned :class:`Lease` keeps
+        the environment from eviction until released.
+        """
+        hexkey = digest_hex(validate_digest(key))
+        lock = FileLock(str(self.root / "locks" / f"env-{hexkey}.lock"))
+        try:
+            lock.acquire(timeout=self.lock_timeout)
+        except Timeout as exc:
+            raise CacheError(f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}",
+                             hint="another process is building this environment, or hung holding the lock") from exc
+        try:
+            found = self.environment(key)
+            if found is None:
+                self._sweep_staging()
+                found = self._build_environment(key, build, describe or {})
+            taken = self._lease_in(f"env-{hexkey}")
+        finally:
+            lock.release()
+        if self.max_bytes is not None:
+            self.evict(keep={key})
+        return found, taken
+
+    def _build_environment(self, key: str, build: Callable[[Path, Path], None], describe: dict[str, str]
+                           ) -> Environment:
+        hexkey = digest_hex(key)
+        stage = self.root / "staging" / f"env-{hexkey}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            stage.mkdir()
+            work = stage / "work"
+            work.mkdir()
+            start = time.perf_counter()
+            build(stage / "venv", work)
+            shutil.rmtree(work)
+            size = _tree_size(stage / "venv")
+            meta = {"key": key, "size": size, "built_at": time.time(), "seconds": time.perf_counter() - start,
+                    **describe}
+            with open(stage / "meta.json", "w", encoding="utf-8") as fh:
+                json.dump(meta, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            (stage / ".used").touch()
+            fsync_dir(stage)
+            final = self.environment_dir(key)
+            os.rename(stage, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise CacheError(f"environment {key} cannot be written under {self.root} ({exc.strerror or exc})",
+                             hint="check the cache directory's free space and permissions") from exc
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        log.info("built environment %s (%d bytes) in %.1f s", key, size, meta["seconds"])
+        return Environment(key, final / "venv", size)
 
     def _download(self, repository: str, digest: str, client: RegistryClient,
                   progress: ProgressCallback | None) -> LocalBundle:
@@ -225,6 +339,7 @@ class BundleCache:
             tree.mkdir()
             blobs = stage / "blobs"
             blobs.mkdir()
+            wheels: list[dict[str, str]] = []
             budget = ExtractBudget(self.max_extract_bytes)
             size = 0
             for layer in parsed.layers:
@@ -244,6 +359,13 @@ class BundleCache:
                     with open(blob_path, "rb") as fh:
                         extract_code_tar(fh, tree, budget)
                     blob_path.unlink()
+                elif layer.media_type == WHEEL_LAYER_MEDIA_TYPE:
+                    if not layer.title or not is_wheel_filename(layer.title):
+                        raise UnsafeArchiveError(f"refused entry {layer.title or layer.digest!r}: a wheel layer"
+                                                 " needs a wheel file name as its title", entry=layer.title)
+                    (stage / "wheels").mkdir(exist_ok=True)
+                    os.rename(blob_path, stage / "wheels" / layer.title)
+                    wheels.append({"file": layer.title, "digest": layer.digest})
                 elif layer.media_type == FILE_LAYER_MEDIA_TYPE:
                     if not layer.title:
                         raise UnsafeArchiveError(f"refused entry {layer.digest}: file layer has no title annotation")
@@ -253,8 +375,14 @@ class BundleCache:
                     raise UnsafeArchiveError(f"refused entry {layer.digest}: unknown layer media type {layer.media_type!r}")
             shutil.rmtree(blobs)
             config_path.unlink()
+            spec, env_problems = find_environment(tree)
+            if env_problems:
+                raise BundleValidationError(f"bundle {digest} declares an invalid environment: "
+                                            + "; ".join(env_problems), problems=env_problems)
+            env_key = environment_key(spec, PythonTarget.current(), [w["digest"] for w in wheels]) if spec else None
             meta = {"digest": digest, "repository": repository, "size": size, "manifest": manifest.to_dict(),
-                    "fetched_at": time.time()}
+                    "fetched_at": time.time(), "wheels": wheels,
+                    "environment": None if spec is None else {"key": env_key, "file": spec.source, "kind": spec.kind}}
             with open(stage / "meta.json", "w", encoding="utf-8") as fh:
                 json.dump(meta, fh)
                 fh.flush()
@@ -267,7 +395,8 @@ class BundleCache:
             os.rename(stage, final)
             fsync_dir(final.parent)
             log.info("cached bundle %s (%d bytes) from %s/%s", digest, size, client.registry, repository)
-            return LocalBundle(digest, final / "tree", manifest, size, repository)
+            return LocalBundle(digest, final / "tree", manifest, size, repository, env_key,
+                               tuple(w["digest"] for w in wheels))
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
@@ -286,8 +415,9 @@ class BundleCache:
 
     # -- eviction ----------------------------------------------------------------------
 
-    def _leased(self, digest: str) -> bool:
-        folder = self.root / "leases" / digest_hex(digest)
+    def _leased(self, name: str) -> bool:
+        """Whether a live process holds a lease in ``leases/<name>`` (dead holders' leases are removed)."""
+        folder = self.root / "leases" / name
         if not folder.is_dir():
             return False
         live = False
@@ -302,50 +432,78 @@ class BundleCache:
                 lease.unlink(missing_ok=True)
         return live
 
-    def evict(self, *, keep: set[str] = frozenset(), max_bytes: int | None = None) -> list[str]:  # type: ignore[assignment]
-        """Evict least-recently-used entries until the cache fits ``max_bytes``.
+    def _items(self) -> list[tuple[float, str, int, str, Path]]:
+        """(last use, id, size, lease/lock name, folder) of every bundle and environment."""
+        rows = []
+        for kind, folder_root, prefix in (("bundle", self.root / "entries" / "sha256", ""),
+                                          ("env", self.root / "envs", "env-")):
+            for folder in folder_root.iterdir():
+                try:
+                    size = int(json.loads((folder / "meta.json").read_text())["size"])
+                    used = (folder / ".used").stat().st_mtime
+                except (OSError, ValueError, KeyError):
+                    continue
+                ident = ("sha256:" if kind == "bundle" else "env sha256:") + folder.name
+                rows.append((used, ident, size, prefix + folder.name, folder))
+        return rows
 
-        Skips ``keep``, leased entries and entries whose lock is held. Returns
-        the evicted digests. Each eviction is one rename out of ``entries/``.
+    def total_size(self) -> int:
+        """Bytes held by every bundle and environment."""
+        return sum(row[2] for row in self._items())
+
+    def evict(self, *, keep: set[str] = frozenset(), max_bytes: int | None = None) -> list[str]:  # type: ignore[assignment]
+        """Evict least-recently-used bundles and environments until the cache fits ``max_bytes``.
+
+        Skips ``keep`` (digests or environment keys), leased items and items
+        whose lock is held. Returns the evicted ids (``sha256:...`` for a bundle,
+        ``env sha256:...`` for an environment). Each eviction is one rename out of
+        ``entries/`` or ``envs/``.
         """
         limit = self.max_bytes if max_bytes is None else max_bytes
         if limit is None:
             return []
+        keep_hex = {digest_hex(k) for k in keep}
         with FileLock(str(self.root / "locks" / "evict.lock"), timeout=self.lock_timeout):
-            rows = []
-            for digest in self.entries():
-                entry = self.entry_dir(digest)
-                try:
-                    size = int(json.loads((entry / "meta.json").read_text())["size"])
-                    used = (entry / ".used").stat().st_mtime
-                except (OSError, ValueError, KeyError):
-                    continue
-                rows.append((used, digest, size))
+            rows = self._items()
             total = sum(r[2] for r in rows)
             evicted: list[str] = []
-            for _, digest, size in sorted(rows):
+            for _, ident, size, name, folder in sorted(rows):
                 if total <= limit:
                     break
-                if digest in keep or self._leased(digest):
+                if folder.name in keep_hex or self._leased(name):
                     continue
-                lock = self._lock(digest)
+                lock = FileLock(str(self.root / "locks" / f"{name}.lock"))
                 try:
                     lock.acquire(timeout=0)
                 except Timeout:
                     continue
                 try:
-                    if self._leased(digest):
+                    if self._leased(name):
                         continue
-                    trash = self.root / "staging" / f"evict-{digest_hex(digest)}.0.{secrets.token_hex(4)}"
-                    os.rename(self.entry_dir(digest), trash)
+                    # pid 0 in the trash name: _sweep_staging treats it as a dead owner, so a crash
+                    # between this rename and the rmtree is cleaned up by the next sweep.
+                    trash = self.root / "staging" / f"evict-{name}.0.{secrets.token_hex(4)}"
+                    os.rename(folder, trash)
                     shutil.rmtree(trash, ignore_errors=True)
                 finally:
                     lock.release()
                 total -= size
-                evicted.append(digest)
-                log.info("evicted bundle %s (%d bytes) from cache %s", digest, size, self.root)
+                evicted.append(ident)
+                log.info("evicted %s (%d bytes) from cache %s", ident, size, self.root)
             if total > limit:
                 log.warning("bundle cache %s holds %d bytes over its %d-byte cap: the rest is in use", self.root,
                             total, limit)
             return evicted
 
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (links not followed)."""
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            total += st.st_size
+    return total

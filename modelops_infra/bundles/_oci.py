@@ -8,7 +8,10 @@ One bundle is one OCI image manifest (``application/vnd.oci.image.manifest.v1+js
 * ``layers[0]``: an uncompressed, normalized tar of every small file
   (``application/vnd.modelops.bundle.code.v1.tar``)
 * ``layers[1:]``: each large file as a raw blob (``application/vnd.modelops.bundle.file.v1``),
-  its path in ``org.opencontainers.image.title``, so ``oras pull`` writes it in place.
+  its path in ``org.opencontainers.image.title``, so ``oras pull`` writes it in place;
+* then, if the bundle ships its environment's wheels (``push --wheels``), one
+  blob per wheel (``application/vnd.modelops.bundle.wheel.v1+zip``), its file
+  name as title. The same wheel is the same blob in every bundle.
 
 Only standard manifest fields are used; JSON is canonical (sorted keys, no spaces),
 so the same inputs always give the same manifest digest.
@@ -17,6 +20,7 @@ so the same inputs always give the same manifest digest.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +34,11 @@ __all__ = [
     "CONFIG_MEDIA_TYPE",
     "Descriptor",
     "FILE_LAYER_MEDIA_TYPE",
+    "WHEEL_LAYER_MEDIA_TYPE",
     "MANIFEST_MEDIA_TYPE",
     "ParsedManifest",
     "canonical_json",
+    "is_wheel_filename",
     "manifest_bytes",
     "parse_oci_manifest",
 ]
@@ -42,11 +48,20 @@ ARTIFACT_TYPE = "application/vnd.modelops.bundle.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.modelops.bundle.config.v1+json"
 CODE_LAYER_MEDIA_TYPE = "application/vnd.modelops.bundle.code.v1.tar"
 FILE_LAYER_MEDIA_TYPE = "application/vnd.modelops.bundle.file.v1"
+WHEEL_LAYER_MEDIA_TYPE = "application/vnd.modelops.bundle.wheel.v1+zip"
+# name-version(-build)?-python-abi-platform.whl, as PEP 427 spells it; no path separators
+_WHEEL_NAME = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.!+]+(-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+"
+                         r"-[A-Za-z0-9_.]+\.whl$")
 ANNOTATION_TITLE = "org.opencontainers.image.title"
 ANNOTATION_VERSION = "org.opencontainers.image.version"
 ANNOTATION_ENTRYPOINT = "io.modelops.bundle.entrypoint"
 ANNOTATION_FILE_MODE = "io.modelops.bundle.file.mode"
 CODE_LAYER_TITLE = "bundle-code.tar"
+
+
+def is_wheel_filename(name: str) -> bool:
+    """Whether ``name`` is a plain wheel file name (no directories), as a wheel layer's title must be."""
+    return len(name) <= 255 and bool(_WHEEL_NAME.match(name))
 
 
 def canonical_json(data: Any) -> bytes:

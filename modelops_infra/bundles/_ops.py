@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelops_infra.bundles._cache import BundleCache, LocalBundle
-from modelops_infra.bundles._oci import CODE_LAYER_MEDIA_TYPE, parse_oci_manifest
+from modelops_infra.bundles._envbuild import BuildOptions, download_wheels
+from modelops_infra.bundles._envspec import ENVIRONMENT_FILES, PythonTarget, environment_key, find_environment
+from modelops_infra.bundles._oci import CODE_LAYER_MEDIA_TYPE, WHEEL_LAYER_MEDIA_TYPE, parse_oci_manifest
 from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, pack_bundle
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._settings import BundleSettings
-from modelops_infra.errors import ConfigurationError, IntegrityError
+from modelops_infra.bundles._validate import require_valid_bundle
+from modelops_infra.errors import BundleValidationError, ConfigurationError, IntegrityError
 
-__all__ = ["PushResult", "inspect_bundle", "pull_bundle", "push_bundle", "push_packed", "resolve_reference"]
+__all__ = ["PushResult", "WheelTarget", "inspect_bundle", "packed_bundle", "pull_bundle", "push_bundle", "push_packed", "resolve_reference"]
 
 
 @dataclass(frozen=True)
@@ -58,17 +65,56 @@ def push_packed(client: RegistryClient, packed: PackedBundle, repository: str, *
     )
 
 
+@dataclass(frozen=True)
+class WheelTarget:
+    """The workers' interpreter, for which ``push --wheels`` resolves wheels."""
+
+    python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"
+    platform: str = "manylinux_2_28_x86_64"
+    index_url: str | None = None
+
+
+@contextlib.contextmanager
+def packed_bundle(path: Path | str, *, settings: BundleSettings, wheels: bool | WheelTarget = False,
+                  file_threshold: int = DEFAULT_FILE_THRESHOLD) -> Iterator[PackedBundle]:
+    """Pack the bundle at ``path``; with ``wheels`` (or ``"wheels": true`` in its manifest) also resolve and
+    download its environment's wheels for the workers, as layers. Downloads live only inside the block.
+
+    Raises :class:`~modelops_infra.errors.BundleValidationError` before any
+    network I/O if the bundle is invalid, and
+    :class:`~modelops_infra.errors.RequirementsError` naming a requirement
+    that has no wheel for the workers' Python and platform.
+    """
+    manifest = require_valid_bundle(path)
+    target = wheels if isinstance(wheels, WheelTarget) else WheelTarget() if (wheels or manifest.wheels) else None
+    if target is None:
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir)
+        return
+    spec, _ = find_environment(Path(path))
+    if spec is None:
+        raise BundleValidationError(f"bundle {path} asks for its wheels to be shipped, but declares no environment"
+                                    " (requirements.txt, pylock.toml or uv.lock)", path=str(path))
+    with tempfile.TemporaryDirectory(prefix="modelops-wheels-") as tmp:
+        files = download_wheels(spec, Path(tmp) / "wheels", Path(tmp) / "work", python_version=target.python_version,
+                                platform=target.platform,
+                                index_url=target.index_url or BuildOptions.from_env().index_url)
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, wheels=files)
+
+
 def push_bundle(path: Path | str, registry: str, repository: str | None = None, *, tag: str | None = None,
                 settings: BundleSettings | None = None, progress: ProgressCallback | None = None,
-                file_threshold: int = DEFAULT_FILE_THRESHOLD) -> PushResult:
+                file_threshold: int = DEFAULT_FILE_THRESHOLD, wheels: bool | WheelTarget = False) -> PushResult:
     """Validate, pack and push the bundle at ``path``. Idempotent: a re-push uploads no blob bytes.
+
+    With ``wheels`` (see :func:`packed_bundle`) the environment's wheels are
+    pushed too, each as its own blob, so a wheel shared by bundles is stored once.
 
     Raises :class:`~modelops_infra.errors.BundleValidationError` before any
     network I/O if the bundle is invalid.
     """
     settings = settings or BundleSettings.from_env()
-    packed = pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir)
-    with _client_for(registry, settings) as client:
+    with packed_bundle(path, settings=settings, wheels=wheels, file_threshold=file_threshold) as packed, \
+            _client_for(registry, settings) as client:
         return push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
 
 
@@ -108,6 +154,25 @@ def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSetti
     return local
 
 
+_ENV_FILE_NAMES = frozenset({*ENVIRONMENT_FILES, "pyproject.toml"})
+_ENV_FILE_CAP = 16 * 1024**2
+
+
+def _environment_summary(env_files: dict[str, bytes], wheel_digests: list[str]) -> dict[str, Any] | None:
+    """The declared environment of a pushed bundle and its key for this interpreter (``None`` if none)."""
+    if not env_files.keys() & set(ENVIRONMENT_FILES):
+        return None
+    with tempfile.TemporaryDirectory(prefix="modelops-inspect-") as tmp:
+        for name, data in env_files.items():
+            (Path(tmp) / name).write_bytes(data)
+        spec, problems = find_environment(Path(tmp))
+    if spec is None:
+        return {"problems": [p.replace(tmp + "/", "").replace(tmp, "bundle") for p in problems]}
+    target = PythonTarget.current()
+    return {"file": spec.source, "kind": spec.kind, "pins": list(spec.pins), "python": str(target),
+            "key": environment_key(spec, target, wheel_digests), "wheels": len(wheel_digests)}
+
+
 def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
     """Manifest, annotations, layers and every file (with sizes) of a pushed bundle.
 
@@ -122,6 +187,8 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
     files: list[dict[str, Any]] = []
+    wheels: list[dict[str, Any]] = []
+    env_files: dict[str, bytes] = {}
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
         parsed = parse_oci_manifest(raw)
@@ -133,7 +200,16 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
                 client.download_blob(pinned.repository, layer.digest, layer.size, code)
                 code.seek(0)
                 with tarfile.open(fileobj=code, mode="r:") as tar:
-                    files += [{"path": m.name, "size": m.size, "layer": "code"} for m in tar if not m.isdir()]
+                    for member in tar:
+                        if member.isdir():
+                            continue
+                        files.append({"path": member.name, "size": member.size, "layer": "code"})
+                        if member.name in _ENV_FILE_NAMES and member.isfile() and member.size <= _ENV_FILE_CAP:
+                            handle = tar.extractfile(member)
+                            if handle is not None:
+                                env_files[member.name] = handle.read()
+            elif layer.media_type == WHEEL_LAYER_MEDIA_TYPE:
+                wheels.append({"file": layer.title, "digest": layer.digest, "size": layer.size})
             else:
                 files.append({"path": layer.title or layer.digest, "size": layer.size, "layer": layer.digest})
     return {
@@ -145,5 +221,7 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
                    for l in parsed.layers],
         "files": sorted(files, key=lambda f: f["path"]),
+        "environment": _environment_summary(env_files, [w["digest"] for w in wheels]),
+        "wheels": wheels,
         "total_bytes": sum(l.size for l in parsed.layers) + parsed.config.size,
     }

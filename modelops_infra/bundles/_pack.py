@@ -15,6 +15,7 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +33,7 @@ from modelops_infra.bundles._oci import (
     CODE_LAYER_TITLE,
     CONFIG_MEDIA_TYPE,
     FILE_LAYER_MEDIA_TYPE,
+    WHEEL_LAYER_MEDIA_TYPE,
     Descriptor,
     canonical_json,
     manifest_bytes,
@@ -89,8 +91,12 @@ def _tar_info(name: str, size: int, mode: int) -> tarfile.TarInfo:
 
 
 def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOLD,
-                memo_dir: Path | None = None) -> PackedBundle:
+                memo_dir: Path | None = None, wheels: Sequence[Path] = ()) -> PackedBundle:
     """Validate and pack the bundle at ``path``.
+
+    ``wheels`` (from :func:`~modelops_infra.bundles._envbuild.download_wheels`)
+    become one layer each, after the code and file layers, sorted by file name:
+    workers then install the environment offline from exactly those blobs.
 
     With ``memo_dir``, digests of large files are remembered by stat (see
     :class:`DigestMemo`) so that re-packing an unchanged bundle does not re-hash it.
@@ -140,7 +146,12 @@ def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOL
     )
     config_bytes = canonical_json(manifest.to_dict())
     config = BlobSource(Descriptor(CONFIG_MEDIA_TYPE, digest_bytes(config_bytes), len(config_bytes)), data=config_bytes)
-    layers = (code_layer, *sorted(big, key=lambda b: b.descriptor.title or ""))
+    wheel_layers = []
+    for wheel in sorted(wheels, key=lambda p: p.name):
+        digest, size = digest_file(wheel)
+        wheel_layers.append(BlobSource(Descriptor(WHEEL_LAYER_MEDIA_TYPE, digest, size, {ANNOTATION_TITLE: wheel.name}),
+                                       path=wheel))
+    layers = (code_layer, *sorted(big, key=lambda b: b.descriptor.title or ""), *wheel_layers)
     annotations = {
         ANNOTATION_TITLE: manifest.name,
         ANNOTATION_VERSION: manifest.version,

@@ -51,6 +51,10 @@ class BundleSettings:
     cache_max_bytes: int | None = None
     max_extract_bytes: int = 8 * 1024**3
     timeout: float = 30.0
+    #: child processes per worker for bundles that run isolated (at least the worker's threads)
+    max_processes: int | None = None
+    #: seconds an idle child process is kept warm
+    process_idle_timeout: float = 300.0
 
     @property
     def memo_dir(self) -> Path:
@@ -78,4 +82,31 @@ class BundleSettings:
             cache_max_bytes=parse_size(max_bytes, key="MODELOPS_BUNDLE_CACHE_MAX_BYTES") if max_bytes else None,
             max_extract_bytes=parse_size(extract, key="MODELOPS_BUNDLE_MAX_EXTRACT_BYTES") if extract else cls.max_extract_bytes,
             timeout=timeout_value,
+            max_processes=_positive_int(env.get("MODELOPS_BUNDLE_MAX_PROCESSES"), "MODELOPS_BUNDLE_MAX_PROCESSES"),
+            process_idle_timeout=_positive_float(env.get("MODELOPS_BUNDLE_PROCESS_IDLE_TIMEOUT"),
+                                                 "MODELOPS_BUNDLE_PROCESS_IDLE_TIMEOUT", cls.process_idle_timeout),
         )
+
+
+def _positive_int(value: str | None, key: str) -> int | None:
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigurationError(f"{key}={value!r} is not a positive whole number")
+    return number
+
+
+def _positive_float(value: str | None, key: str, default: float) -> float:
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number < float("inf"):
+        raise ConfigurationError(f"{key}={value!r} is not a positive number of seconds")
+    return number

@@ -5,7 +5,10 @@ Checks, reporting *every* problem rather than the first:
 * ``manifest.json`` exists, is JSON, and has ``name``, ``version``, ``entrypoint``;
 * the entry module's file exists and defines the entry function (found by parsing
   the file with :mod:`ast`, not by importing it);
-* ``requirements.txt`` (optional) parses as PEP 508 requirements;
+* the environment file (optional; one of ``pylock.toml``, ``uv.lock`` +
+  ``pyproject.toml``, ``requirements.txt``) parses, and only one is present;
+  requirements not pinned to one version are *warnings*, not problems.
+  Nothing is installed;
 * ``.bundleignore`` uses no unsupported syntax.
 """
 
@@ -15,22 +18,17 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
+from modelops_infra.bundles._envspec import EnvironmentSpec, find_environment
 from modelops_infra.bundles._ignore import IGNORE_FILE
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_manifest
 from modelops_infra.errors import BundleValidationError
 
 __all__ = [
-    "REQUIREMENTS_FILE",
     "ValidationReport",
     "entry_module_path",
-    "parse_requirements",
     "require_valid_bundle",
     "validate_bundle",
 ]
-
-REQUIREMENTS_FILE = "requirements.txt"
 
 
 @dataclass
@@ -38,6 +36,8 @@ class ValidationReport:
     path: Path
     manifest: BundleManifest | None = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    environment: EnvironmentSpec | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,24 +66,6 @@ def _defines(tree: ast.Module, name: str) -> bool:
     return False
 
 
-def parse_requirements(text: str, *, source: str = REQUIREMENTS_FILE) -> tuple[list[Requirement], list[str]]:
-    """Parse requirement lines (comments and blank lines skipped). Returns requirements and problems."""
-    reqs: list[Requirement] = []
-    problems: list[str] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-"):
-            problems.append(f"{source}:{lineno}: pip options such as {line.split()[0]!r} are not supported in bundles")
-            continue
-        try:
-            reqs.append(Requirement(line))
-        except InvalidRequirement as exc:
-            problems.append(f"{source}:{lineno}: invalid requirement {line!r} ({exc})")
-    return reqs, problems
-
-
 def validate_bundle(path: Path | str) -> ValidationReport:
     """Validate the bundle at ``path``; never raises for bundle content problems."""
     root = Path(path)
@@ -100,13 +82,10 @@ def validate_bundle(path: Path | str) -> ValidationReport:
         report.problems.extend(problems)
         if manifest is not None:
             _check_entrypoint(root, manifest, report.problems)
-    req_path = root / REQUIREMENTS_FILE
-    if req_path.is_file():
-        try:
-            _, problems = parse_requirements(req_path.read_text(encoding="utf-8"), source=str(req_path))
-        except UnicodeDecodeError as exc:
-            problems = [f"{req_path}: not UTF-8 text ({exc})"]
-        report.problems.extend(problems)
+    report.environment, problems = find_environment(root)
+    report.problems.extend(problems)
+    if report.environment is not None:
+        report.warnings.extend(report.environment.warnings)
     ignore_path = root / IGNORE_FILE
     if ignore_path.is_file():
         for lineno, line in enumerate(ignore_path.read_text(encoding="utf-8").splitlines(), start=1):

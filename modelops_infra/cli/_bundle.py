@@ -10,9 +10,12 @@ from rich.table import Table
 
 from modelops_infra.bundles import (
     BundleSettings,
+    PythonTarget,
+    environment_key,
     RegistryClient,
+    WheelTarget,
     inspect_bundle,
-    pack_bundle,
+    packed_bundle,
     pull_bundle,
     push_packed,
     validate_bundle,
@@ -32,15 +35,24 @@ _JSON = typer.Option(False, "--json", help="Print one JSON object instead of tex
 def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
     """Check a bundle without running it; list every problem and exit 1 if there is one."""
     report = validate_bundle(path)
+    env = report.environment
     if as_json:
         m = report.manifest
-        echo_json({"path": str(path), "ok": report.ok, "problems": report.problems,
+        echo_json({"path": str(path), "ok": report.ok, "problems": report.problems, "warnings": report.warnings,
                    "manifest": None if m is None else {"name": m.name, "version": m.version,
-                                                       "entrypoint": m.entrypoint}})
+                                                       "entrypoint": m.entrypoint},
+                   "environment": None if env is None else {
+                       "file": env.source, "kind": env.kind, "pins": list(env.pins),
+                       "key": environment_key(env), "python": str(PythonTarget.current())}})
     elif report.ok:
         assert report.manifest is not None
         m = report.manifest
         typer.echo(f"{path}: valid bundle {m.name} {m.version} (entrypoint {m.entrypoint})")
+        if env is not None:
+            typer.echo(f"  environment: {env.source}, {len(env.pins)} requirement(s); key for"
+                       f" {PythonTarget.current()}: {environment_key(env)}")
+        for warning in report.warnings:
+            typer.echo(f"  warning: {warning}", err=True)
     else:
         typer.echo(f"{path}: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
         for problem in report.problems:
@@ -63,6 +75,13 @@ def push(
     repository: str | None = typer.Option(None, "--repository", show_default=False,
                                    help="Repository in the registry. Default: MODELOPS_BUNDLE_REPOSITORY or modelops/bundles."),
     tag: str | None = typer.Option(None, "--tag", "-t", show_default=False, help="Also tag the pushed manifest."),
+    wheels: bool = typer.Option(False, "--wheels", help="Resolve the environment for the workers and push its wheels"
+                                " too, so workers install offline from the registry (also: \"wheels\": true in"
+                                " manifest.json)."),
+    python_version: str | None = typer.Option(None, "--python-version", show_default=False,
+                                              help="The workers' Python (major.minor) for --wheels. Default: this"
+                                                   " interpreter's."),
+    platform: str = typer.Option("manylinux_2_28_x86_64", "--platform", help="The workers' platform tag for --wheels."),
     as_json: bool = _JSON,
 ) -> None:
     """Validate, pack and push a bundle. The last stdout line is the pinned reference (registry/repo@sha256:...)."""
@@ -70,8 +89,11 @@ def push(
 
     settings = BundleSettings.from_env()
     registry = registry or get_registry_url(env)
-    packed = pack_bundle(path, memo_dir=settings.memo_dir)
-    with transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
+    target: bool | WheelTarget = False
+    if wheels or python_version:
+        target = WheelTarget(python_version or WheelTarget.python_version, platform)
+    with packed_bundle(path, settings=settings, wheels=target) as packed, \
+            transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
             RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as client:
         result = push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
     if as_json:
@@ -132,5 +154,13 @@ def inspect(
         if bundle.get(key):
             console.print(f"{key:<13} {bundle[key]}", highlight=False)
     console.print(f"artifactType  {info['artifactType']}", highlight=False)
+    env = info.get("environment")
+    if env and "key" in env:
+        console.print(f"environment   {env['file']} ({len(env['pins'])} requirement(s)"
+                      + (f", {env['wheels']} wheel(s) in the registry" if env["wheels"] else "") + ")",
+                      highlight=False)
+        console.print(f"env key       {env['key']} (for {env['python']})", highlight=False)
+    elif env:
+        console.print(f"environment   invalid: {'; '.join(env['problems'])}", highlight=False)
     console.print(f"total size    {human_size(info['total_bytes'])}", highlight=False)
     console.print(_inspect_table(info))

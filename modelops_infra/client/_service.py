@@ -54,22 +54,24 @@ class DaskSimulationService:
             self._pinned[bundle_ref] = parsed
         return parsed
 
-    def _args(self, task: SimTask) -> tuple[str, str, str | None, dict[str, Any], int, str]:
+    def _args(self, task: SimTask) -> tuple[str, str, str | None, dict[str, Any], int, float | None, str]:
         ref = self.pin(task.bundle_ref)
         assert ref.digest is not None
-        return ref.repository, ref.digest, task.fn_ref, task.params, task.seed, task_key(
+        return ref.repository, ref.digest, task.fn_ref, task.params, task.seed, task.timeout, task_key(
             ref.digest, task.fn_ref, task.params, task.seed)
 
+    # pure=False with explicit keys: the key already names the work (digest, function, params, seed),
+    # and pure=False stops Dask from hashing the arguments a second time.
     def submit(self, task: SimTask) -> Future:
-        repo, digest, fn_ref, params, seed, key = self._args(task)
-        return self.client.submit(run_sim_task, repo, digest, fn_ref, params, seed, key=key, pure=False)
+        *args, key = self._args(task)
+        return self.client.submit(run_sim_task, *args, key=key, pure=False)
 
     def submit_batch(self, tasks: Iterable[SimTask]) -> list[Future]:
         rows = [self._args(t) for t in tasks]
         if not rows:
             return []
         cols = list(zip(*rows))
-        return self.client.map(run_sim_task, *cols[:5], key=list(cols[5]), pure=False)
+        return self.client.map(run_sim_task, *cols[:6], key=list(cols[6]), pure=False)
 
     def gather(self, futures: Sequence[Future]) -> list[dict[str, Any]]:
         return self.client.gather(list(futures))

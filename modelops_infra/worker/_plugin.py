@@ -41,7 +41,8 @@ class ModelOpsWorkerPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         """Build the runtime from the worker's environment; a bad setting raises (and is kept for tasks)."""
         try:
-            self.runtime = BundleRuntime(self._settings or BundleSettings.from_env())
+            nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)
+            self.runtime = BundleRuntime(self._settings or BundleSettings.from_env(), threads=int(nthreads or 1))
         except ModelOpsError as exc:
             self.setup_error = exc
             raise
@@ -84,9 +85,10 @@ def _runtime() -> BundleRuntime:
     return runtime
 
 
-def run_sim_task(repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Task body: ensure the bundle is local and verified, then call its entry function."""
-    return _runtime().run(repository, digest, fn_ref, params, seed)
+def run_sim_task(repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int,
+                 timeout: float | None = None) -> dict[str, Any]:
+    """Task body: ensure the bundle (and its environment) is local and verified, then call its entry function."""
+    return _runtime().run(repository, digest, fn_ref, params, seed, timeout=timeout)
 
 
 def fetch_bundle_task(repository: str, digest: str) -> dict[str, Any]:

@@ -1,7 +1,16 @@
-"""Per-process bundle runtime: fetch through the verified cache, load entrypoints, run tasks.
+"""Per-process bundle runtime: fetch through the verified cache, build environments, run tasks.
 
 One :class:`BundleRuntime` lives in each worker process (created by the plugin).
-The warm path for a task is two dictionary look-ups: no disk or network I/O.
+
+Where a task runs:
+
+* a bundle with no environment file, no ``isolation`` and no timeout runs in
+  the worker process (the fast path: two dictionary look-ups, no I/O);
+* a bundle with an environment runs in a warm child process that uses the
+  environment's interpreter (built once per host, see :class:`BundleCache`);
+* ``"isolation": "process"`` uses a warm child of the worker's own interpreter,
+  ``"fresh"`` a new process per task; a task timeout also needs a process,
+  since only a process can be killed.
 """
 
 from __future__ import annotations
@@ -14,10 +23,24 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from modelops_infra.bundles import BundleCache, BundleSettings, Lease, LocalBundle, RegistryClient, validate_digest
-from modelops_infra.errors import BundleRunError, ConfigurationError
+import sys
+from pathlib import Path
+
+from modelops_infra.bundles import (
+    BuildOptions,
+    BundleCache,
+    BundleSettings,
+    Environment,
+    Lease,
+    LocalBundle,
+    RegistryClient,
+    build_environment,
+    find_environment,
+    validate_digest,
+)
+from modelops_infra.errors import BundleRunError, ConfigurationError, RequirementsError
 from modelops_infra.worker._namespace import load_entrypoint
-from modelops_infra.worker._requirements import check_requirements
+from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_env
 
 __all__ = ["BundleRuntime"]
 
@@ -32,8 +55,13 @@ class BundleRuntime:
     LRU eviction never removes a bundle that a task of this process is using.
     """
 
-    def __init__(self, settings: BundleSettings) -> None:
+    def __init__(self, settings: BundleSettings, *, threads: int = 1, build_options: BuildOptions | None = None) -> None:
         self.settings = settings
+        self.build_options = build_options or BuildOptions.from_env()
+        self.pool = ProcessPool(max(threads, settings.max_processes or 0, 1),
+                                idle_timeout=settings.process_idle_timeout)
+        self._child_env = minimal_child_env()
+        self._envs: dict[str, Environment] = {}
         self.cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
                                  max_extract_bytes=settings.max_extract_bytes)
         self._bundles: dict[str, LocalBundle] = {}
@@ -82,13 +110,58 @@ class BundleRuntime:
         with self._locks[digest]:
             fn = self._entries.get(key)
             if fn is None:
-                check_requirements(local.path, digest)
                 fn = load_entrypoint(local.path, digest, fn_ref or local.manifest.entrypoint)
                 self._entries[key] = fn
         return fn
 
-    def run(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        """Run one simulation. Raises :class:`BundleRunError` carrying the bundle's traceback."""
+    def environment(self, local: LocalBundle) -> Environment:
+        """The bundle's built environment (building it once per host if needed), leased until :meth:`close`."""
+        key = local.environment_key
+        assert key is not None
+        found = self._envs.get(key)
+        if found is not None:
+            return found
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._envs.get(key)
+            if found is not None:
+                return found
+            spec, problems = find_environment(local.path)
+            if spec is None:
+                raise RequirementsError(f"run: bundle {local.digest}: " + "; ".join(problems), digest=local.digest)
+
+            def build(venv: Path, work: Path) -> None:
+                build_environment(spec, venv, work, wheels_dir=local.wheels_dir, options=self.build_options)
+
+            try:
+                found, lease = self.cache.ensure_environment(
+                    key, build, describe={"file": spec.source, "bundle": local.digest})
+            except RequirementsError as exc:
+                raise RequirementsError(f"run: the environment of bundle {local.digest} cannot be built: {exc.message}",
+                                        hint=exc.hint or f"check {spec.source}", digest=local.digest,
+                                        environment_key=key) from None
+            self._leases.append(lease)
+            self._envs[key] = found
+            return found
+
+    def run(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int, *,
+            timeout: float | None = None) -> dict[str, Any]:
+        """Run one simulation. Raises :class:`BundleRunError` carrying the bundle's traceback, or naming the
+        exit code, signal or timeout of the process that ran it."""
+        local, _ = self.bundle(repository, digest)
+        manifest = local.manifest
+        isolation = manifest.isolation or ("process" if local.environment_key else None)
+        timeout = timeout if timeout is not None else manifest.timeout
+        if isolation is None and timeout is None:
+            return self._run_here(repository, digest, fn_ref, params, seed)
+        python = self.environment(local).python if local.environment_key else Path(sys.executable)
+        spec = ChildSpec((digest, local.environment_key or ""), str(python), local.path, self._child_env)
+        return self.pool.run(spec, fn_ref or manifest.entrypoint, params, seed, digest=digest, timeout=timeout,
+                             fresh=isolation == "fresh")
+
+    def _run_here(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any],
+                  seed: int) -> dict[str, Any]:
         fn = self.entrypoint(repository, digest, fn_ref)
         name = fn_ref or self._bundles[digest].manifest.entrypoint
         try:
@@ -119,11 +192,13 @@ class BundleRuntime:
         return {"cached": cached, "seconds": time.perf_counter() - start, "size": local.size}
 
     def close(self) -> None:
+        self.pool.close()
         for lease in self._leases:
             lease.release()
         self._leases.clear()
         self._entries.clear()
         self._bundles.clear()
+        self._envs.clear()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -10,7 +10,7 @@ from distributed import Client
 
 from modelops_infra.bundles import push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask, task_key
-from modelops_infra.errors import BundleRunError, ConfigurationError, RegistryNotFoundError, RequirementsError
+from modelops_infra.errors import BundleRunError, ConfigurationError, RegistryNotFoundError
 from modelops_infra.worker import ModelOpsWorkerPlugin, run_sim_task
 from tests.services import start_dask
 
@@ -110,15 +110,6 @@ def test_lazy_imports_and_subpackages_stay_inside_their_own_bundle(registry, cli
     assert [g["helper"] for g in got] == ["A", "B", "A", "B"]
     assert [g["value"] for g in got] == ["base-A", "base-B", "base-A", "base-B"]
     assert all(g["same"] for g in got)
-
-
-def test_missing_requirements_are_listed_in_one_error(registry, client, make_bundle):
-    ref = _push(registry, make_bundle("needs", requirements="definitely-not-installed-dist>=1.0\ndask<1.0\n"))
-    with pytest.raises(RequirementsError) as info:
-        DaskSimulationService(client).submit(SimTask(ref, {}, 1)).result(timeout=60)
-    msg = str(info.value)
-    assert "definitely-not-installed-dist>=1.0 (not installed)" in msg
-    assert "dask<1.0 (installed:" in msg
 
 
 def test_entrypoint_exception_carries_the_bundles_traceback(registry, client, make_bundle):

@@ -1,0 +1,213 @@
+"""Build a bundle's environment with ``uv``, and download its wheels for the registry.
+
+These are the two places that run package tools: :func:`build_environment`
+(on a worker, into a staging directory the cache then publishes) and
+:func:`download_wheels` (on the client, for ``mops bundle push --wheels``).
+Neither publishes anything itself; both leave only files under the directory
+they are given, which the caller removes on failure.
+
+Subprocesses get an allow-listed environment: ``PATH``, ``HOME``, locale, TLS
+and proxy settings, ``UV_*``/``PIP_*`` index settings. Never registry
+passwords or cloud credentials. Index URLs are redacted in every message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from modelops_infra.bundles._envspec import EnvironmentSpec, PythonTarget
+from modelops_infra.errors import ConfigurationError, RequirementsError
+
+__all__ = ["BuildOptions", "build_environment", "download_wheels", "install_text", "redact", "uv_binary"]
+
+log = logging.getLogger(__name__)
+_PASS_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+             "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+_PASS_PREFIXES = ("LC_", "UV_INDEX", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX", "UV_NATIVE_TLS", "UV_INSECURE_HOST",
+                  "UV_HTTP_TIMEOUT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "PIP_TRUSTED_HOST",
+                  "UV_KEYRING", "UV_INDEX_", "UV_CONCURRENT")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Hide ``user:password@`` in every URL of ``text``."""
+    return _USERINFO.sub("***@", text)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Where packages come from and which interpreter environments use.
+
+    ``index_url`` is ``MODELOPS_BUNDLE_INDEX_URL`` (else uv's own ``UV_INDEX_URL``
+    / ``UV_DEFAULT_INDEX``, else ``PIP_INDEX_URL``, else uv's default index).
+    """
+
+    index_url: str | None = None
+    python: str = sys.executable
+    timeout: float = 1800.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BuildOptions:
+        env = os.environ if environ is None else environ
+        index = env.get("MODELOPS_BUNDLE_INDEX_URL") or env.get("UV_INDEX_URL") or env.get("UV_DEFAULT_INDEX") \
+            or env.get("PIP_INDEX_URL") or None
+        return cls(index_url=index)
+
+
+def uv_binary() -> str:
+    """The ``uv`` executable shipped by the ``uv`` package (a worker dependency), else one on ``PATH``."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise ConfigurationError("no uv executable: bundle environments are built with uv",
+                             hint="pip install uv on the worker (modelops-infra depends on it)")
+
+
+def _tool_env(work: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    out = {k: v for k, v in env.items() if k in _PASS_ENV or k.startswith(_PASS_PREFIXES)}
+    out.setdefault("PATH", os.defpath)
+    out.setdefault("HOME", str(work))
+    # A cache of its own per build, removed with the staging directory: the bundle cache's size cap
+    # then accounts for everything on disk. Copy (not hard-link) so the environment owns its files.
+    out.update(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="copy", UV_PYTHON_DOWNLOADS="never",
+               UV_NO_PROGRESS="1", PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return out
+
+
+def _run(argv: list[str], *, work: Path, what: str, timeout: float, env: Mapping[str, str]) -> str:
+    start = time.perf_counter()
+    log.debug("running %s", redact(" ".join(argv)))
+    try:
+        proc = subprocess.run(argv, cwd=work, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RequirementsError(f"{what} did not finish within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise ConfigurationError(f"{what}: cannot run {argv[0]} ({exc.strerror or exc})") from exc
+    log.debug("%s took %.2f s (exit %d)", argv[1] if len(argv) > 1 else argv[0], time.perf_counter() - start,
+              proc.returncode)
+    if proc.returncode != 0:
+        detail = _summary(proc.stderr or proc.stdout)
+        raise RequirementsError(f"{what} failed: {detail}", detail=detail)
+    return proc.stdout
+
+
+def _summary(output: str, limit: int = 1500) -> str:
+    """The tool's error lines, without progress noise, redacted and bounded."""
+    lines = [ln.strip() for ln in redact(output).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("Resolved ", "Prepared ", "Using ", "Collecting ", "Downloading",
+                                                        "Saved ", "Audited ", "Looking in "))] or lines
+    text = " ".join(keep)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def install_text(spec: EnvironmentSpec, work: Path, *, pins_only: bool = False, uv: str | None = None) -> Path:
+    """Write the requirement file uv (or pip) installs for ``spec`` into ``work``; return its path.
+
+    ``requirements.txt`` installs its normalised text; ``pylock.toml`` itself
+    (or, with ``pins_only``, its ``name==version`` pins, for installs from a
+    find-links directory); ``uv.lock`` is exported with ``uv export --frozen``.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "requirements":
+        path = work / "requirements.txt"
+        path.write_text(spec.text, encoding="utf-8")
+    elif spec.kind == "pylock" and not pins_only:
+        path = work / "pylock.toml"
+        path.write_text(spec.text, encoding="utf-8")
+    elif spec.kind == "pylock":
+        path = work / "requirements.txt"
+        path.write_text("".join(f"{pin}\n" for pin in spec.pins), encoding="utf-8")
+    else:
+        project = work / "project"
+        project.mkdir(exist_ok=True)
+        (project / "uv.lock").write_text(spec.text, encoding="utf-8")
+        (project / "pyproject.toml").write_text(spec.project_text or "", encoding="utf-8")
+        path = work / "requirements.txt"
+        _run([uv or uv_binary(), "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header",
+              "--format", "requirements-txt", "--project", str(project), "-o", str(path)],
+             work=work, what=f"uv export of {spec.source}", timeout=300, env=_tool_env(work))
+    return path
+
+
+def _check_python(spec: EnvironmentSpec, target: PythonTarget) -> None:
+    if not spec.requires_python:
+        return
+    try:
+        ok = SpecifierSet(spec.requires_python).contains(target.version + ".0", prereleases=True) or \
+            SpecifierSet(spec.requires_python).contains(target.version, prereleases=True)
+    except InvalidSpecifier:
+        return
+    if not ok:
+        raise RequirementsError(
+            f"{spec.source} requires Python {spec.requires_python}, and the workers run {target}",
+            hint="lock the environment for the workers' Python version", requires_python=spec.requires_python)
+
+
+def build_environment(spec: EnvironmentSpec, venv: Path, work: Path, *, wheels_dir: Path | None = None,
+                      options: BuildOptions | None = None, target: PythonTarget | None = None) -> None:
+    """Create a relocatable virtual environment at ``venv`` and install ``spec`` into it with uv.
+
+    With ``wheels_dir`` the install is offline, from exactly those (verified)
+    wheels; otherwise from the configured index. Scratch files go under
+    ``work``. Raises :class:`RequirementsError` naming the requirement (uv's
+    message) and the Python version when the environment cannot be built.
+    """
+    options = options or BuildOptions.from_env()
+    target = target or PythonTarget.current()
+    _check_python(spec, target)
+    uv = uv_binary()
+    env = _tool_env(work)
+    what = f"environment ({spec.source}) for {target}"
+    _run([uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", options.python, str(venv)],
+         work=work, what=f"uv venv for {what}", timeout=300, env=env)
+    requirements = install_text(spec, work / "req", pins_only=wheels_dir is not None, uv=uv)
+    argv = [uv, "pip", "install", "--no-config", "--python", str(venv / "bin" / "python"), "-r", str(requirements)]
+    if wheels_dir is not None:
+        argv += ["--offline", "--no-index", "--find-links", str(wheels_dir)]
+    elif options.index_url:
+        argv += ["--index-url", options.index_url]
+    _run(argv, work=work, what=f"installing the {what}", timeout=options.timeout, env=env)
+
+
+def download_wheels(spec: EnvironmentSpec, dest: Path, work: Path, *, python_version: str,
+                    platform: str = "manylinux_2_28_x86_64", index_url: str | None = None) -> list[Path]:
+    """Resolve ``spec`` for the workers' platform and download one wheel per distribution into ``dest``.
+
+    Uses ``pip download --only-binary=:all:`` with the workers' Python version,
+    implementation (CPython) and platform, so it is right whichever host runs
+    it. Raises :class:`RequirementsError` naming the requirement that has no
+    wheel for that target.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    requirements = install_text(spec, work / "req", pins_only=True)
+    abi = "cp" + python_version.replace(".", "")
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest),
+            "--platform", platform, "--python-version", python_version, "--implementation", "cp", "--abi", abi,
+            "--abi", "abi3", "--abi", "none", "-r", str(requirements)]
+    if index_url:
+        argv += ["--index-url", index_url]
+    _run(argv, work=work, what=f"downloading wheels of {spec.source} for CPython {python_version} on {platform}",
+         timeout=1800, env=_tool_env(work))
+    wheels = sorted(dest.glob("*.whl"))
+    extra = sorted(p.name for p in dest.iterdir() if p.suffix != ".whl")
+    if extra:
+        raise RequirementsError(f"pip download gave files that are not wheels: {', '.join(extra)}")
+    return wheels
