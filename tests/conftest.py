@@ -1,4 +1,4 @@
-"""Shared fixtures: real registries, real Dask clusters, bundle factories."""
+"""Shared fixtures: real registries, a real package index, real Dask clusters, bundle factories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DaskCluster, Registry, start_dask, start_registry
+from tests.services import (
+    DaskCluster,
+    PackageIndex,
+    Registry,
+    start_dask,
+    start_package_index,
+    start_registry,
+    wheelhouse_dir,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +34,14 @@ def fresh_registry(tmp_path: Path) -> Iterator[Registry]:
     reg = start_registry(tmp_path / "registry")
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackageIndex]:
+    """The whole wheelhouse (scripts/wheelhouse.txt) as a PEP 503 index on a free loopback port."""
+    index = start_package_index(wheelhouse_dir(), tmp_path_factory.mktemp("package-index"))
+    yield index
+    index.stop()
 
 
 @pytest.fixture(scope="session")
