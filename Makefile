@@ -21,7 +21,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
 export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
-.PHONY: help setup venv registry pulumi interop-tools test up down bench clean
+.PHONY: help setup venv registry pulumi interop-tools wheelhouse test up down bench clean
 
 help:
 	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
@@ -63,12 +63,18 @@ pulumi:
 interop-tools:
 	@$(ROOT)/scripts/interop-tools.sh
 
+# Wheels from PyPI, kept outside the repository; the tests serve them as a package index on
+# 127.0.0.1 (tests/services.py), so no test reaches a remote index. The venv's pip downloads.
+wheelhouse: venv
+	@mkdir -p $(ROOT)/.modelops
+	@dir=$$(PYTHON=$(PY) $(ROOT)/scripts/wheelhouse.sh) && echo "$$dir" > $(ROOT)/.modelops/wheelhouse-dir
+
 setup: venv registry pulumi
 	@mkdir -p $(STATE_DIR)
 
 # --- the two commands -----------------------------------------------------------------
 
-test: setup interop-tools
+test: setup interop-tools wheelhouse
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: setup
@@ -80,7 +86,7 @@ down: setup
 	  pulumi destroy --stack $(LOCAL_STACK) --yes --skip-preview && echo "local stack $(LOCAL_STACK) destroyed"; \
 	else echo "no stack $(LOCAL_STACK) in $(PULUMI_BACKEND_URL): nothing to destroy"; fi
 
-bench: setup
+bench: setup wheelhouse
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -1,4 +1,4 @@
-"""Shared fixtures: real registries, real Dask clusters, bundle factories."""
+"""Shared fixtures: real registries, a real package index, real Dask clusters, bundle factories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import DaskCluster, Registry, start_dask, start_registry
+from tests.services import (
+    DaskCluster,
+    PackageIndex,
+    Registry,
+    start_dask,
+    start_package_index,
+    start_registry,
+    wheelhouse_dir,
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +37,16 @@ def fresh_registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry, package_index) -> Iterator[DaskCluster]:
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackageIndex]:
+    """The whole wheelhouse (scripts/wheelhouse.txt) as a PEP 503 index on a free loopback port."""
+    index = start_package_index(wheelhouse_dir(), tmp_path_factory.mktemp("package-index"))
+    yield index
+    index.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry,
+            package_index: PackageIndex) -> Iterator[DaskCluster]:
     """Scheduler + 2 worker processes with ``--preload modelops_infra.worker``.
 
     ``MODELOPS_BUNDLE_REGISTRY`` is set only in the workers' environment; bundle

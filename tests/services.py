@@ -1,19 +1,23 @@
-"""Real services for tests: a CNCF distribution registry and Dask scheduler/worker processes.
+"""Real services for tests: a CNCF distribution registry, Dask scheduler/worker processes,
+and a PEP 503 package index on loopback serving the wheelhouse ``make test`` downloads.
 
-Nothing here is mocked. A missing binary fails the test run with a message
-saying how to install it (``make test`` installs everything).
+Nothing here is mocked. A missing binary or wheelhouse fails the test run with a
+message saying how to get it (``make test`` sets up everything).
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,3 +171,160 @@ def start_dask(root: Path, *, workers: int = 1, nthreads: int = 2, worker_env: M
                 raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}")
             time.sleep(0.1)
     return cluster
+
+
+# --- package index ----------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WHEELHOUSE_DIR_FILE = REPO_ROOT / ".modelops" / "wheelhouse-dir"
+
+
+def wheelhouse_dir() -> Path:
+    """The wheelhouse ``make test`` downloaded (scripts/wheelhouse.sh, pins in scripts/wheelhouse.txt).
+
+    ``MODELOPS_TEST_WHEELHOUSE`` names it if set, else ``.modelops/wheelhouse-dir``
+    (written by ``make wheelhouse``). Raises RuntimeError when neither leads to a
+    directory holding wheels: tests never skip for want of it.
+    """
+    env = os.environ.get("MODELOPS_TEST_WHEELHOUSE")
+    if env:
+        path, source = Path(env), "MODELOPS_TEST_WHEELHOUSE"
+    elif WHEELHOUSE_DIR_FILE.is_file():
+        path, source = Path(WHEELHOUSE_DIR_FILE.read_text().strip()), str(WHEELHOUSE_DIR_FILE)
+    else:
+        raise RuntimeError(f"no wheelhouse: {WHEELHOUSE_DIR_FILE} is missing; run `make test`, which downloads it")
+    if not path.is_dir() or not any(path.glob("*.whl")):
+        raise RuntimeError(f"no wheels in {path} (named by {source}); run `make test`, which downloads it")
+    return path
+
+
+def normalize_project_name(name: str) -> str:
+    """PEP 503 normalization: ``Foo.Bar_baz`` -> ``foo-bar-baz``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass
+class PackageIndex:
+    """A PEP 503 "simple" index on 127.0.0.1, served by a ``python -m http.server`` process.
+
+    ``url`` is for ``--index-url``; ``find_links_url`` is one flat page linking every
+    wheel, for ``--find-links``. Links carry ``#sha256=`` as PyPI's do (pip checks it).
+    ``wheels`` are the file names served; ``log`` is the access log.
+    """
+
+    url: str
+    find_links_url: str
+    root: Path
+    wheels: tuple[str, ...]
+    log: Path
+    proc: subprocess.Popen
+
+    def requests_matching(self, path_fragment: str) -> int:
+        """Count GET requests whose path contains ``path_fragment``."""
+        return sum(1 for line in self.log.read_text().splitlines() if '"GET ' in line and path_fragment in line)
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def _select_wheels(wheelhouse: Path, only: Iterable[str] | None) -> list[Path]:
+    wheels = sorted(wheelhouse.glob("*.whl"))
+    if only is None:
+        return wheels
+    prefixes = list(only)
+    unmatched = [p for p in prefixes if not any(w.name.startswith(p) for w in wheels)]
+    if unmatched:
+        raise ValueError(f"no wheel in {wheelhouse} starts with {unmatched}; it has {[w.name for w in wheels]}")
+    return [w for w in wheels if any(w.name.startswith(p) for p in prefixes)]
+
+
+def _links_page(title: str, links: Iterable[tuple[str, str]]) -> str:
+    anchors = "".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a><br>\n' for href, text in links)
+    return (f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.0">'
+            f"<title>{html.escape(title)}</title></head>\n<body><h1>{html.escape(title)}</h1>\n{anchors}</body></html>\n")
+
+
+def write_simple_index(wheelhouse: Path, root: Path, *, only: Iterable[str] | None = None) -> tuple[str, ...]:
+    """Lay out a PEP 503 index under ``root``; returns the wheel file names it serves.
+
+    Wheels are copied into ``root/files/`` (copies, so a test that tampers with one
+    cannot corrupt the shared wheelhouse). ``root/simple/index.html`` lists the
+    projects, ``root/simple/<normalized-name>/index.html`` links each project's
+    wheels as ``../../files/<wheel>#sha256=<hex>``, and ``root/files/index.html``
+    links them all (the find-links page). ``only`` keeps just the wheels whose file
+    name starts with one of its prefixes (``["packaging-24.2"]``); a prefix matching
+    nothing raises ValueError, so a typo cannot pass for a missing version.
+    """
+    files = root / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    projects: dict[str, list[tuple[str, str]]] = {}
+    flat: list[tuple[str, str]] = []
+    for wheel in _select_wheels(wheelhouse, only):
+        copy = files / wheel.name
+        shutil.copyfile(wheel, copy)
+        digest = hashlib.sha256(copy.read_bytes()).hexdigest()
+        project = normalize_project_name(wheel.name.split("-", 1)[0])
+        projects.setdefault(project, []).append((f"../../files/{wheel.name}#sha256={digest}", wheel.name))
+        flat.append((f"{wheel.name}#sha256={digest}", wheel.name))
+    simple = root / "simple"
+    for project, links in projects.items():
+        (simple / project).mkdir(parents=True, exist_ok=True)
+        (simple / project / "index.html").write_text(_links_page(f"Links for {project}", links))
+    simple.mkdir(parents=True, exist_ok=True)
+    (simple / "index.html").write_text(_links_page("Simple index", ((f"{p}/", p) for p in sorted(projects))))
+    (files / "index.html").write_text(_links_page("Wheels", flat))
+    return tuple(name for _, name in flat)
+
+
+def start_package_index(wheelhouse: Path, root: Path, *, only: Iterable[str] | None = None) -> PackageIndex:
+    """Write an index of ``wheelhouse`` under ``root`` (see write_simple_index) and serve it on loopback.
+
+    The server runs in its own session; ``PackageIndex.stop()`` ends it. Raises
+    RuntimeError if it does not answer within 20 s.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    wheels = write_simple_index(wheelhouse, root, only=only)
+    port = free_port()
+    log = root / "http.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                                 "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    _wait(lambda: requests.get(f"{base}/simple/", timeout=1).ok, 20, f"package index on {base}", proc, log)
+    return PackageIndex(f"{base}/simple", f"{base}/files/", root, wheels, log, proc)
+
+
+def installer_env(cache_dir: Path) -> dict[str, str]:
+    """Environment for pip and uv subprocesses that may use only a PackageIndex on loopback.
+
+    The caller's ``PIP_*``/``UV_*`` settings and pip/uv config files are dropped (an
+    index URL or find-links there would add sources), caches go under ``cache_dir``,
+    and every non-loopback HTTP(S) request is sent to a proxy on a closed loopback
+    port, so it fails at once instead of leaving the machine.
+    """
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_")) and k.lower() not in proxies}
+    blackhole = "http://127.0.0.1:9"  # discard port: nothing listens there
+    env.update({
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_CACHE_DIR": str(cache_dir / "pip"),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "UV_NO_CONFIG": "1",
+        "UV_CACHE_DIR": str(cache_dir / "uv"),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "HTTP_PROXY": blackhole,
+        "HTTPS_PROXY": blackhole,
+        "ALL_PROXY": blackhole,
+        "NO_PROXY": "127.0.0.1,localhost",
+    })
+    return env
+
+
+def uv_binary() -> str:
+    """The ``uv`` executable of the pip package ``uv`` (a base dependency)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError as exc:
+        raise RuntimeError("the pip package uv is not installed; run `make test`, which installs it") from exc
+    return find_uv_bin()
