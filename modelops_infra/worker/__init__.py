@@ -11,10 +11,11 @@ from modelops_infra.worker._plugin import (
     fetch_bundle_task,
     run_sim_task,
 )
+from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_env
 from modelops_infra.worker._requirements import check_requirements, unmet_requirements
 from modelops_infra.worker._runtime import BundleRuntime
 
 __all__ = [
-    "PLUGIN_NAME", "BundleRuntime", "ModelOpsWorkerPlugin", "check_requirements", "dask_setup", "fetch_bundle_task",
-    "load_entrypoint", "run_sim_task", "unmet_requirements",
+    "PLUGIN_NAME", "BundleRuntime", "ChildSpec", "ModelOpsWorkerPlugin", "ProcessPool", "check_requirements",
+    "dask_setup", "fetch_bundle_task", "load_entrypoint", "minimal_child_env", "run_sim_task", "unmet_requirements",
 ]
