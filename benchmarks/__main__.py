@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): run every benchmark and print ratio vs bar.
 
-Options: ``--only pipeline|engine``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
+Options: ``--only pipeline|environments|engine``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
 Exit status is 1 if any bar is missed, so a regression is visible.
 """
 
@@ -13,7 +13,7 @@ import sys
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--only", choices=("pipeline", "engine"), default=None)
+    parser.add_argument("--only", choices=("pipeline", "environments", "engine"), default=None)
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -24,6 +24,10 @@ def main() -> int:
         from benchmarks import pipeline
 
         results += pipeline.run(size_mb=args.size_mb, tasks=args.tasks, rounds=args.rounds)
+    if args.only in (None, "environments"):
+        from benchmarks import environments
+
+        results += environments.run(tasks=args.tasks, rounds=args.rounds)
     if args.only in (None, "engine"):
         from benchmarks import engine
 

@@ -85,8 +85,9 @@ def _tool_env(work: Path, environ: Mapping[str, str] | None = None) -> dict[str,
     out.setdefault("PATH", os.defpath)
     out.setdefault("HOME", str(work))
     # A cache of its own per build, removed with the staging directory: the bundle cache's size cap
-    # then accounts for everything on disk. Copy (not hard-link) so the environment owns its files.
-    out.update(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="copy", UV_PYTHON_DOWNLOADS="never",
+    # then accounts for everything on disk. Hard links from that cache (same file system) save copying
+    # every file; once the cache is removed the environment holds the only link.
+    out.update(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="hardlink", UV_PYTHON_DOWNLOADS="never",
                UV_NO_PROGRESS="1", PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return out
 
