@@ -15,7 +15,7 @@ named after the stage that failed, so a caller (or the ``mops`` CLI, or the
      ├── IntegrityError              a manifest or blob does not match its digest
      ├── UnsafeArchiveError          extraction refused an entry (names it)
      ├── CacheError                  the local bundle cache cannot be used
-     ├── RequirementsError           a bundle's requirements.txt is not satisfied on the worker
+     ├── RequirementsError           a bundle's environment cannot be built (names the requirement and the Python)
      ├── BundleRunError              the entrypoint raised, or returned a non-JSON result
      └── SmokeTestError              a smoke test failed; ``stage`` names the step
 
@@ -123,11 +123,12 @@ class CacheError(ModelOpsError):
 
 
 class RequirementsError(ModelOpsError):
-    """A bundle's ``requirements.txt`` names distributions missing or mismatched on the worker."""
+    """A bundle's environment cannot be resolved, downloaded or installed for the workers' Python."""
 
 
 class BundleRunError(ModelOpsError):
-    """The bundle's entrypoint raised, or returned something that is not JSON-serializable.
+    """The bundle's entrypoint raised, returned something that is not JSON-serializable, or its process
+    died (``exit_code`` / ``signal``) or ran past its ``timeout``.
 
     ``remote_traceback`` carries the formatted traceback from inside the bundle.
     """

@@ -89,9 +89,13 @@ def make_project(root: Path, main_py: str | None = None) -> PulumiProject:
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulumiProject]:
-    """The real program as a local stack on free ports; destroyed (and checked) at the end."""
+def local_stack(tmp_path_factory: pytest.TempPathFactory, package_index) -> Iterator[PulumiProject]:
+    """The real program as a local stack on free ports; destroyed (and checked) at the end.
+
+    Its workers build bundle environments from the loopback package index.
+    """
     project = make_project(tmp_path_factory.mktemp("engine") / "project")
+    project.env["MODELOPS_BUNDLE_INDEX_URL"] = package_index.url
     project.ports = {"registryPort": free_port(), "schedulerPort": free_port(), "dashboardPort": free_port()}
     project.run("config", "set", "modelops:cloud", "local")
     for key, port in project.ports.items():

@@ -18,6 +18,7 @@ import requests
 
 from modelops_infra.bundles import builtin_bundle_path
 from modelops_infra.infra.local._processes import ProcessHandle, port_in_use
+from tests.services import wheelhouse_dir
 
 pytestmark = pytest.mark.engine
 
@@ -87,6 +88,25 @@ def test_a_raising_entrypoint_fails_up_naming_the_run_stage(local_stack, tmp_pat
     local_stack.config("modelops:smokeTest.bundle", str(builtin_bundle_path()))
     local_stack.up()
     assert local_stack.outputs()["smoke_test_result"]["ok"] is True
+
+
+def test_a_smoke_bundle_that_imports_numpy_proves_environments_at_deploy(local_stack, tmp_path_factory):
+    numpy_wheel = next(wheelhouse_dir().glob("numpy-*.whl")).name
+    bundle = tmp_path_factory.mktemp("numpy-bundle") / "np"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"name": "np-smoke", "version": "1", "entrypoint": "model:run"}))
+    (bundle / "model.py").write_text(
+        "import numpy as np\n\ndef run(params, seed):\n"
+        "    return {'ok': True, 'numpy': np.__version__, 'draw': float(np.random.default_rng(seed).random())}\n")
+    (bundle / "requirements.txt").write_text(f"numpy=={numpy_wheel.split('-')[1]}\n")
+    local_stack.config("modelops:smokeTest.bundle", str(bundle))
+    local_stack.up()
+    result = local_stack.outputs()["smoke_test_result"]
+    assert result["ok"] is True and result["numpy"] == numpy_wheel.split("-")[1], result
+    envs = list((Path(local_stack.dir) / ".modelops" / "local" / "dask").rglob("envs/*/venv"))
+    assert len(envs) == 1, f"one environment built on the local stack's host, got {envs}"
+    local_stack.config("modelops:smokeTest.bundle", str(builtin_bundle_path()))
+    local_stack.up()
 
 
 def test_refresh_notices_a_dead_worker_and_up_brings_it_back(local_stack):

@@ -38,7 +38,9 @@ def worker_argv(scheduler: str, name: str, threads: int, memory: str, local_dir:
 
 def worker_env(base: dict[str, str], registry: str, cache_dir: str, repository: str) -> dict[str, str]:
     """The workers' environment (pure): the registry comes from the registry's output."""
-    env = {k: v for k, v in base.items() if not k.startswith("MODELOPS_BUNDLE_")}
+    # The deployer's bundle settings are not the workers' (the registry comes from the stack), but the
+    # package index for bundle environments is the same machine's.
+    env = {k: v for k, v in base.items() if not k.startswith("MODELOPS_BUNDLE_") or k == "MODELOPS_BUNDLE_INDEX_URL"}
     env.update({"MODELOPS_BUNDLE_REGISTRY": registry, "MODELOPS_BUNDLE_CACHE_DIR": cache_dir,
                 "MODELOPS_BUNDLE_REPOSITORY": repository})
     return env
