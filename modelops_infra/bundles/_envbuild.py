@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -151,14 +152,19 @@ def install_text(spec: EnvironmentSpec, work: Path, *, pins_only: bool = False, 
 def _check_python(spec: EnvironmentSpec, target: PythonTarget) -> None:
     if not spec.requires_python:
         return
+    # The running interpreter is checked exactly; for another target only major.minor is known, so any
+    # patch release of it passes (uv then has the last word).
+    candidates = [platform.python_version()] if target == PythonTarget.current() else \
+        [f"{target.version}.{patch}" for patch in (0, 99)]
     try:
-        ok = SpecifierSet(spec.requires_python).contains(target.version + ".0", prereleases=True) or \
-            SpecifierSet(spec.requires_python).contains(target.version, prereleases=True)
+        ok = any(SpecifierSet(spec.requires_python).contains(v, prereleases=True) for v in candidates)
     except InvalidSpecifier:
         return
     if not ok:
         raise RequirementsError(
-            f"{spec.source} requires Python {spec.requires_python}, and the workers run {target}",
+            f"{spec.source} requires Python {spec.requires_python}, and the workers run Python {candidates[0]}"
+            f" ({target})" if len(candidates) == 1 else f"{spec.source} requires Python {spec.requires_python},"
+            f" and the workers run {target}",
             hint="lock the environment for the workers' Python version", requires_python=spec.requires_python)
 
 

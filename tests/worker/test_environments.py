@@ -198,6 +198,8 @@ def test_wheels_from_the_registry_install_with_no_index_reachable_and_a_tampered
 
     info = inspect_bundle(str(pushed.reference), settings=BundleSettings(cache_dir=tmp_path / "c0"))
     assert [w["file"] for w in info["wheels"]] == ["six-1.16.0-py2.py3-none-any.whl"]
+    assert info["environment"]["key"] == runtime.cache.get(pushed.digest).environment_key, \
+        "inspect must show the key the worker keeps in its cache entry"
     wheel = info["wheels"][0]["digest"]
     blob = fresh_registry.blob_data_path(wheel)
     data = bytearray(blob.read_bytes())
@@ -271,3 +273,45 @@ def test_the_environment_key_is_kept_in_the_cache_entry(tmp_path, registry, make
     meta = json.loads((cache.entry_dir(pushed.digest) / "meta.json").read_text())
     assert meta["environment"]["key"] == local.environment_key == environment_key(spec)
     assert meta["environment"]["file"] == "requirements.txt"
+
+
+def _uv(*args: str, cwd: Path, cache: Path) -> str:
+    from modelops_infra.bundles._envbuild import uv_binary
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env.update(UV_CACHE_DIR=str(cache), UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
+    out = subprocess.run([uv_binary(), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("kind", ["pylock.toml", "uv.lock"])
+def test_a_locked_environment_is_built_from_its_lock(tmp_path, registry, make_bundle, package_index, kind):
+    root = make_bundle(f"locked-{kind.split('.')[0]}", {"sim.py": VERSION_SIM.format(module="six", dist="six")})
+    if kind == "pylock.toml":
+        (tmp_path / "req.in").write_text("six==1.16.0\n")
+        _uv("pip", "compile", "--format", "pylock.toml", "--index-url", package_index.url, "-o",
+            str(root / "pylock.toml"), str(tmp_path / "req.in"), cwd=tmp_path, cache=tmp_path / "uvc")
+    else:
+        (root / "pyproject.toml").write_text(textwrap.dedent(f"""
+            [project]
+            name = "locked"
+            version = "1.0.0"
+            requires-python = ">={sys.version_info.major}.{sys.version_info.minor}"
+            dependencies = ["six==1.16.0"]
+
+            [[tool.uv.index]]
+            url = "{package_index.url}"
+            default = true
+        """))
+        _uv("lock", cwd=root, cache=tmp_path / "uvc")
+    spec, problems = find_environment(root)
+    assert problems == [] and spec is not None and spec.source == kind
+    pushed = push_bundle(root, registry.address)
+    runtime = runtime_for(registry, tmp_path / "cache", package_index.url)
+    try:
+        result = runtime.run(pushed.reference.repository, pushed.digest, None, {}, 1)
+    finally:
+        runtime.close()
+    assert result["version"] == "1.16.0", result
+    assert "/envs/" in result["file"], result
