@@ -161,11 +161,10 @@ def _check_python(spec: EnvironmentSpec, target: PythonTarget) -> None:
     except InvalidSpecifier:
         return
     if not ok:
-        raise RequirementsError(
-            f"{spec.source} requires Python {spec.requires_python}, and the workers run Python {candidates[0]}"
-            f" ({target})" if len(candidates) == 1 else f"{spec.source} requires Python {spec.requires_python},"
-            f" and the workers run {target}",
-            hint="lock the environment for the workers' Python version", requires_python=spec.requires_python)
+        running = f"Python {candidates[0]} ({target})" if len(candidates) == 1 else str(target)
+        raise RequirementsError(f"{spec.source} requires Python {spec.requires_python}, and the workers run {running}",
+                                hint="lock the environment for the workers' Python version",
+                                requires_python=spec.requires_python)
 
 
 def build_environment(spec: EnvironmentSpec, venv: Path, work: Path, *, wheels_dir: Path | None = None,
