@@ -176,9 +176,14 @@ class BundleCache:
             (entry / ".used").touch()
         manifest, _ = parse_manifest(json.dumps(meta["manifest"]).encode())
         assert manifest is not None
-        env = meta.get("environment") or {}
+        wheels = tuple(w["digest"] for w in meta.get("wheels", []))
+        if "environment" in meta:
+            env_key = (meta["environment"] or {}).get("key")
+        else:  # an entry cached before environments existed: derive the key from its tree
+            spec, _ = find_environment(entry / "tree")
+            env_key = environment_key(spec, PythonTarget.current(), wheels) if spec else None
         return LocalBundle(digest, entry / "tree", manifest, int(meta["size"]), meta.get("repository", ""),
-                           env.get("key"), tuple(w["digest"] for w in meta.get("wheels", [])))
+                           env_key, wheels)
 
     def entries(self) -> list[str]:
         return sorted("sha256:" + p.name for p in (self.root / "entries" / "sha256").iterdir()
@@ -216,9 +221,19 @@ class BundleCache:
             taken = self._take_lease(digest) if lease else None
         finally:
             lock.release()
-        if found is not None and self.max_bytes is not None:
-            self.evict(keep={digest})
+        if found is not None:
+            self._evict_after_fetch(digest)
         return found, taken
+
+    def _evict_after_fetch(self, keep: str) -> None:
+        """Bring the cache under its cap; best effort, so a busy evictor never costs the caller its lease."""
+        if self.max_bytes is None:
+            return
+        try:
+            self.evict(keep={keep})
+        except (Timeout, OSError) as exc:
+            log.warning("bundle cache %s: eviction skipped (%s); the cache may stay over its cap until the next"
+                        " fetch", self.root, exc)
 
     def _take_lease(self, digest: str) -> Lease:
         return self._lease_in(digest_hex(digest))
@@ -251,7 +266,8 @@ class BundleCache:
         return Environment(key, folder / "venv", int(meta["size"]))
 
     def ensure_environment(self, key: str, build: Callable[[Path, Path], None], *,
-                           describe: dict[str, str] | None = None) -> tuple[Environment, Lease]:
+                           describe: dict[str, str] | None = None,
+                           lock_timeout: float | None = None) -> tuple[Environment, Lease]:
         """Return the environment ``key``, building it first if no process on this host has.
 
         ``build(venv, work)`` must create the environment at ``venv`` (scratch
@@ -260,14 +276,16 @@ class BundleCache:
         and then find it. The result is published by one rename, so a half-built
         environment is never used; a builder killed half-way leaves a staging
         directory that the next build sweeps. The returned :class:`Lease` keeps
-        the environment from eviction until released.
+        the environment from eviction until released. Waiters wait ``lock_timeout``
+        (default the cache's), which should cover a whole build.
         """
         hexkey = digest_hex(validate_digest(key))
         lock = FileLock(str(self.root / "locks" / f"env-{hexkey}.lock"))
+        wait = self.lock_timeout if lock_timeout is None else lock_timeout
         try:
-            lock.acquire(timeout=self.lock_timeout)
+            lock.acquire(timeout=wait)
         except Timeout as exc:
-            raise CacheError(f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}",
+            raise CacheError(f"timed out after {wait:.0f} s waiting for {lock.lock_file}",
                              hint="another process is building this environment, or hung holding the lock") from exc
         try:
             found = self.environment(key)
@@ -277,8 +295,7 @@ class BundleCache:
             taken = self._lease_in(f"env-{hexkey}")
         finally:
             lock.release()
-        if self.max_bytes is not None:
-            self.evict(keep={key})
+        self._evict_after_fetch(key)
         return found, taken
 
     def _build_environment(self, key: str, build: Callable[[Path, Path], None], describe: dict[str, str]
@@ -364,6 +381,9 @@ class BundleCache:
                         raise UnsafeArchiveError(f"refused entry {layer.title or layer.digest!r}: a wheel layer"
                                                  " needs a wheel file name as its title", entry=layer.title)
                     (stage / "wheels").mkdir(exist_ok=True)
+                    if (stage / "wheels" / layer.title).exists():
+                        raise UnsafeArchiveError(f"refused entry {layer.title!r}: two wheel layers share this name",
+                                                 entry=layer.title)
                     os.rename(blob_path, stage / "wheels" / layer.title)
                     wheels.append({"file": layer.title, "digest": layer.digest})
                 elif layer.media_type == FILE_LAYER_MEDIA_TYPE:

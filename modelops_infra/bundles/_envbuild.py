@@ -13,11 +13,13 @@ passwords or cloud credentials. Index URLs are redacted in every message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,21 +96,29 @@ def _tool_env(work: Path, environ: Mapping[str, str] | None = None) -> dict[str,
 
 
 def _run(argv: list[str], *, work: Path, what: str, timeout: float, env: Mapping[str, str]) -> str:
+    """Run a package tool in its own session; on timeout its whole process group is killed."""
     start = time.perf_counter()
     log.debug("running %s", redact(" ".join(argv)))
     try:
-        proc = subprocess.run(argv, cwd=work, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RequirementsError(f"{what} did not finish within {timeout:.0f} s") from exc
+        proc = subprocess.Popen(argv, cwd=work, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     except OSError as exc:
-        raise ConfigurationError(f"{what}: cannot run {argv[0]} ({exc.strerror or exc})") from exc
+        raise ConfigurationError(f"{what}: cannot run {argv[0]} ({exc.strerror or exc})") from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):  # its text holds the command line: not chained
+            raise RequirementsError(f"{what} did not finish within {timeout:.0f} s") from None
+        raise
     log.debug("%s took %.2f s (exit %d)", argv[1] if len(argv) > 1 else argv[0], time.perf_counter() - start,
               proc.returncode)
     if proc.returncode != 0:
-        detail = _summary(proc.stderr or proc.stdout)
+        detail = _summary(stderr or stdout)
         raise RequirementsError(f"{what} failed: {detail}", detail=detail)
-    return proc.stdout
+    return stdout
 
 
 def _summary(output: str, limit: int = 1500) -> str:
@@ -181,6 +191,9 @@ def build_environment(spec: EnvironmentSpec, venv: Path, work: Path, *, wheels_d
     _check_python(spec, target)
     uv = uv_binary()
     env = _tool_env(work)
+    if options.index_url:  # through the environment, so credentials in it never show in a process list
+        env["UV_DEFAULT_INDEX"] = options.index_url
+        env.pop("UV_INDEX_URL", None)
     what = f"environment ({spec.source}) for {target}"
     _run([uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", options.python, str(venv)],
          work=work, what=f"uv venv for {what}", timeout=300, env=env)
@@ -188,9 +201,31 @@ def build_environment(spec: EnvironmentSpec, venv: Path, work: Path, *, wheels_d
     argv = [uv, "pip", "install", "--no-config", "--python", str(venv / "bin" / "python"), "-r", str(requirements)]
     if wheels_dir is not None:
         argv += ["--offline", "--no-index", "--find-links", str(wheels_dir)]
-    elif options.index_url:
-        argv += ["--index-url", options.index_url]
     _run(argv, work=work, what=f"installing the {what}", timeout=options.timeout, env=env)
+
+
+_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
+_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+def platform_tags(platform: str) -> list[str]:
+    """Every platform tag a worker of ``platform`` accepts, newest first (pure).
+
+    ``pip download --platform`` matches tags exactly, so ``manylinux_2_28_x86_64``
+    is expanded to every older glibc (``manylinux_2_27`` ... ``manylinux_2_5``)
+    and the legacy aliases (``manylinux2014``, ``manylinux2010``, ``manylinux1``),
+    as an installer on that worker would accept them.
+    """
+    match = _MANYLINUX.match(platform)
+    if not match:
+        return [platform]
+    major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
+    tags = []
+    for m in range(minor, 4, -1):
+        tags.append(f"manylinux_{major}_{m}_{arch}")
+        if (major, m) in _LEGACY_MANYLINUX:
+            tags.append(f"{_LEGACY_MANYLINUX[(major, m)]}_{arch}")
+    return tags
 
 
 def download_wheels(spec: EnvironmentSpec, dest: Path, work: Path, *, python_version: str,
@@ -206,12 +241,14 @@ def download_wheels(spec: EnvironmentSpec, dest: Path, work: Path, *, python_ver
     requirements = install_text(spec, work / "req", pins_only=True)
     abi = "cp" + python_version.replace(".", "")
     argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest),
-            "--platform", platform, "--python-version", python_version, "--implementation", "cp", "--abi", abi,
+            *(arg for tag in platform_tags(platform) for arg in ("--platform", tag)),
+            "--python-version", python_version, "--implementation", "cp", "--abi", abi,
             "--abi", "abi3", "--abi", "none", "-r", str(requirements)]
-    if index_url:
-        argv += ["--index-url", index_url]
+    env = _tool_env(work)
+    if index_url:  # through the environment, so credentials in it never show in a process list
+        env["PIP_INDEX_URL"] = index_url
     _run(argv, work=work, what=f"downloading wheels of {spec.source} for CPython {python_version} on {platform}",
-         timeout=1800, env=_tool_env(work))
+         timeout=1800, env=env)
     wheels = sorted(dest.glob("*.whl"))
     extra = sorted(p.name for p in dest.iterdir() if p.suffix != ".whl")
     if extra:

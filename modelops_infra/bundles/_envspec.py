@@ -62,7 +62,8 @@ UV_LOCK_FILE = "uv.lock"
 PYPROJECT_FILE = "pyproject.toml"
 #: Precedence order (see the module docstring). A bundle may carry only one.
 ENVIRONMENT_FILES = (PYLOCK_FILE, UV_LOCK_FILE, REQUIREMENTS_FILE)
-_HASH = re.compile(r"^--hash[= ](sha256|sha384|sha512):([0-9a-f]+)$")
+_HASH = re.compile(r"^--hash=([A-Za-z0-9]+):([0-9A-Fa-f]+)$")
+_HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,15 @@ def parse_requirements(text: str, *, source: str = REQUIREMENTS_FILE
                 word = f"--hash={words[i + 1]}"
                 i += 1
             match = _HASH.match(word)
+            if match and match.group(1).lower() not in _HASH_ALGORITHMS:
+                problems.append(f"{where}: hash algorithm {match.group(1)!r} is not accepted (use one of"
+                                f" {', '.join(_HASH_ALGORITHMS)})")
+                break
             if match:
-                hashes.append(f"{match.group(1)}:{match.group(2)}")
+                hashes.append(f"{match.group(1).lower()}:{match.group(2).lower()}")
+            elif word.startswith("--hash"):
+                problems.append(f"{where}: {word!r} is not --hash=<algorithm>:<hex digest>")
+                break
             elif word.startswith("-"):
                 rest = []
                 problems.append(
@@ -185,13 +193,15 @@ def parse_requirements(text: str, *, source: str = REQUIREMENTS_FILE
                 problems.append(f"{where}: invalid requirement {body!r} ({exc})")
                 continue
             name = canonicalize_name(req.name)
-            if name in seen and req.marker is None:
+            if req.marker is None and name in seen:
                 problems.append(f"{where}: {req.name!r} is already required on line {seen[name]}")
                 continue
-            seen.setdefault(name, lineno)
+            if req.marker is None:
+                seen[name] = lineno
             reqs.append(req)
             req.name = name
-            normal = str(req) + "".join(f" --hash={h}" for h in sorted(hashes))
+            req.extras = {canonicalize_name(extra) for extra in req.extras}
+            normal = str(req) + "".join(f" --hash={h}" for h in sorted(set(hashes)))
             lines.append(normal)
             pins.append(str(req))
             if not _is_pinned(req, hashes):
@@ -236,7 +246,9 @@ def parse_pylock(text: str, *, source: str = PYLOCK_FILE) -> tuple[EnvironmentSp
         if version is not None and not isinstance(version, str):
             problems.append(f"{source}: packages[{i}] ({pkg['name']}): 'version' must be a string")
             continue
-        pins.append(f"{canonicalize_name(pkg['name'])}=={version}" if version else pkg["name"])
+        pin = f"{canonicalize_name(pkg['name'])}=={version}" if version else str(pkg["name"])
+        marker = pkg.get("marker")
+        pins.append(f"{pin} ; {marker}" if isinstance(marker, str) and marker.strip() else pin)
     requires_python = data.get("requires-python")
     if requires_python is not None and not isinstance(requires_python, str):
         problems.append(f"{source}: 'requires-python' must be a string")

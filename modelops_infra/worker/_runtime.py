@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
-
-import sys
 from pathlib import Path
+from typing import Any
 
 from modelops_infra.bundles import (
     BuildOptions,
@@ -45,6 +45,10 @@ from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_en
 __all__ = ["BundleRuntime"]
 
 log = logging.getLogger(__name__)
+#: a failed environment build is remembered this long, then tried again (the index may have been down)
+_FAILED_BUILD_MEMORY = 60.0
+#: besides the install itself: uv venv and uv export, each bounded at 300 s
+_BUILD_SETUP_SECONDS = 600.0
 EntryFn = Callable[[dict[str, Any], int], Any]
 
 
@@ -62,6 +66,7 @@ class BundleRuntime:
                                 idle_timeout=settings.process_idle_timeout)
         self._child_env = minimal_child_env()
         self._envs: dict[str, Environment] = {}
+        self._env_failures: dict[str, tuple[float, RequirementsError]] = {}
         self.cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
                                  max_extract_bytes=settings.max_extract_bytes)
         self._bundles: dict[str, LocalBundle] = {}
@@ -127,6 +132,9 @@ class BundleRuntime:
             found = self._envs.get(key)
             if found is not None:
                 return found
+            failed = self._env_failures.get(key)
+            if failed is not None and time.monotonic() - failed[0] < _FAILED_BUILD_MEMORY:
+                raise failed[1]  # a batch of thousands of tasks must not rebuild a broken environment each time
             spec, problems = find_environment(local.path)
             if spec is None:
                 raise RequirementsError(f"run: bundle {local.digest}: " + "; ".join(problems), digest=local.digest)
@@ -136,11 +144,14 @@ class BundleRuntime:
 
             try:
                 found, lease = self.cache.ensure_environment(
-                    key, build, describe={"file": spec.source, "bundle": local.digest})
+                    key, build, describe={"file": spec.source, "bundle": local.digest},
+                    lock_timeout=self.build_options.timeout + _BUILD_SETUP_SECONDS)
             except RequirementsError as exc:
-                raise RequirementsError(f"run: the environment of bundle {local.digest} cannot be built: {exc.message}",
-                                        hint=exc.hint or f"check {spec.source}", digest=local.digest,
-                                        environment_key=key) from None
+                error = RequirementsError(f"run: the environment of bundle {local.digest} cannot be built:"
+                                          f" {exc.message}", hint=exc.hint or f"check {spec.source}",
+                                          digest=local.digest, environment_key=key)
+                self._env_failures[key] = (time.monotonic(), error)
+                raise error from None
             self._leases.append(lease)
             self._envs[key] = found
             return found
@@ -155,10 +166,21 @@ class BundleRuntime:
         timeout = timeout if timeout is not None else manifest.timeout
         if isolation is None and timeout is None:
             return self._run_here(repository, digest, fn_ref, params, seed)
-        python = self.environment(local).python if local.environment_key else Path(sys.executable)
-        spec = ChildSpec((digest, local.environment_key or ""), str(python), local.path, self._child_env)
+        if local.environment_key:
+            env = self.environment(local)
+            python, child_env = env.python, self._env_for_children(env)
+        else:
+            python, child_env = Path(sys.executable), self._child_env
+        spec = ChildSpec((digest, local.environment_key or ""), str(python), local.path, child_env)
         return self.pool.run(spec, fn_ref or manifest.entrypoint, params, seed, digest=digest, timeout=timeout,
                              fresh=isolation == "fresh")
+
+    def _env_for_children(self, env: Environment) -> dict[str, str]:
+        """The minimal child environment, with the bundle environment's scripts first on ``PATH``."""
+        out = dict(self._child_env)
+        out["VIRTUAL_ENV"] = str(env.path)
+        out["PATH"] = os.pathsep.join(filter(None, [str(env.path / "bin"), out.get("PATH")]))
+        return out
 
     def _run_here(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any],
                   seed: int) -> dict[str, Any]:

@@ -118,3 +118,38 @@ def test_validate_cli_prints_warnings_and_still_exits_0(make_bundle):
     assert result.exit_code == 0, result.output
     assert "warning" in result.output and "numpy>=1.24" in result.output and "not pinned" in result.output
     assert "environment" in result.output and "requirements.txt" in result.output
+
+
+def test_extras_and_repeated_hashes_normalise_to_one_key():
+    a, _, _ = parse_requirements("Foo[B,a]==1.0 --hash=sha256:AA --hash=sha256:aa\n")
+    b, _, _ = parse_requirements("foo[b,A]==1.0 --hash=sha256:aa\n")
+    assert a is not None and b is not None
+    assert a.text == b.text, f"extras case/order and repeated hashes must not change the text: {a.text!r} {b.text!r}"
+
+
+@pytest.mark.parametrize(("line", "needle"), [
+    ("six==1.0 --hash=md5:abc", "hash algorithm 'md5' is not accepted"),
+    ("six==1.0 --hash=sha256", "is not --hash=<algorithm>:<hex digest>"),
+    ("--hash=sha256:aa", "--hash without a requirement"),
+])
+def test_bad_hash_options_name_the_line_and_what_is_wrong(line, needle):
+    spec, _, problems = parse_requirements(f"numpy==2.0\n{line}\n")
+    assert spec is None and len(problems) == 1 and "requirements.txt:2" in problems[0] and needle in problems[0], problems
+
+
+def test_a_marker_variant_of_a_requirement_is_not_a_duplicate_in_either_order():
+    for text in ("foo==2\nfoo==1; python_version<'3.9'\n", "foo==1; python_version<'3.9'\nfoo==2\n"):
+        spec, _, problems = parse_requirements(text)
+        assert problems == [] and spec is not None, (text, problems)
+    _, _, problems = parse_requirements("foo==2\nFoo==3\n")
+    assert len(problems) == 1 and "already required on line 1" in problems[0]
+
+
+def test_a_manylinux_target_accepts_every_older_glibc_and_the_legacy_aliases():
+    from modelops_infra.bundles._envbuild import platform_tags
+
+    tags = platform_tags("manylinux_2_28_x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64" and tags[-1] == "manylinux1_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64"} <= set(tags)
+    assert "manylinux_2_29_x86_64" not in tags, "a newer glibc than the workers' must not be accepted"
+    assert platform_tags("macosx_11_0_arm64") == ["macosx_11_0_arm64"]

@@ -223,6 +223,11 @@ def test_an_unsatisfiable_pin_fails_naming_the_requirement_and_the_python(tmp_pa
     try:
         with pytest.raises(RequirementsError) as info:
             runtime.run(pushed.reference.repository, pushed.digest, None, {}, 1)
+        start = time.monotonic()
+        with pytest.raises(RequirementsError) as again:
+            runtime.run(pushed.reference.repository, pushed.digest, None, {}, 2)
+        assert time.monotonic() - start < 0.5, "a failed build is remembered, not retried by every task"
+        assert str(again.value) == str(info.value)
     finally:
         runtime.close()
     msg = str(info.value)
