@@ -30,6 +30,8 @@ from modelops_infra.bundles import (
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.errors import BundleRunError, IntegrityError, RequirementsError
 from modelops_infra.worker import BundleRuntime, run_sim_task
+from tests.bundles.test_network_faults import netns, sh  # noqa: F401  (netns is a fixture)
+from tests.services import registry_binary, stop
 
 VERSION_SIM = """
     import importlib.metadata, os, sys
@@ -320,3 +322,51 @@ def test_a_locked_environment_is_built_from_its_lock(tmp_path, registry, make_bu
         runtime.close()
     assert result["version"] == "1.16.0", result
     assert "/envs/" in result["file"], result
+
+
+def test_in_a_namespace_whose_only_route_is_the_registry_wheels_install_and_run(
+        tmp_path, netns, make_bundle, package_index):
+    """The worker runs in its own network namespace: its only peer is the registry (an nft rule drops the
+    rest), and the package index is on the host's loopback, out of its reach."""
+    port = 5000
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"http:\n  addr: {netns.host_ip}:{port}\n")
+    with open(tmp_path / "registry.log", "wb") as log:
+        proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    address = f"{netns.host_ip}:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["curl", "-sf", f"http://{address}/v2/"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "registry did not start"
+            time.sleep(0.1)
+        settings = BundleSettings(insecure=True, cache_dir=tmp_path / "push-cache")
+        pushed = push_bundle(version_bundle(make_bundle, "ns-wheels", "six", "six", "six==1.16.0"), address,
+                             wheels=True, settings=settings)
+        sh(*netns.exec("nft", "add", "table", "inet", "only_registry"))
+        sh(*netns.exec("nft", "add", "chain", "inet", "only_registry", "out",
+                       "{ type filter hook output priority 0; policy drop; }"))
+        sh(*netns.exec("nft", "add", "rule", "inet", "only_registry", "out", "ip", "daddr", netns.host_ip,
+                       "tcp", "dport", str(port), "accept"))
+        script = textwrap.dedent(f"""
+            import json
+            from pathlib import Path
+            from modelops_infra.bundles import BuildOptions, BundleSettings
+            from modelops_infra.worker import BundleRuntime
+            rt = BundleRuntime(BundleSettings(registry={address!r}, insecure=True, cache_dir=Path({str(tmp_path / 'c')!r})),
+                               build_options=BuildOptions(index_url={package_index.url!r}))
+            try:
+                print(json.dumps(rt.run({pushed.reference.repository!r}, {pushed.digest!r}, None, {{}}, 1)))
+            finally:
+                rt.close()
+        """)
+        probe = subprocess.run(netns.exec(sys.executable, "-c",
+                                          f"import urllib.request; urllib.request.urlopen({package_index.url!r}, timeout=3)"),
+                               capture_output=True, text=True)
+        assert probe.returncode != 0, "the package index must be unreachable from the worker's namespace"
+        out = subprocess.run(netns.exec(sys.executable, "-c", script), capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1])["version"] == "1.16.0"
+    finally:
+        stop(proc)
