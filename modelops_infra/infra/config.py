@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelops_infra.errors import ConfigurationError
-from modelops_infra.infra.quantities import parse_cpu, parse_memory
+from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
 
 __all__ = [
     "AksConfig",
@@ -136,6 +136,7 @@ class WorkspaceConfig:
     image: str | None = None
     image_tag: str = "latest"
     bundle_repository: str = "modelops/bundles"
+    #: The workers' bundle cache volume; the LRU cap is derived from it (:attr:`cache_max_bytes`).
     cache_size: str = "10Gi"
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     autoscale: AutoscaleConfig = field(default_factory=AutoscaleConfig)
@@ -147,6 +148,11 @@ class WorkspaceConfig:
     @property
     def memory_bytes(self) -> int:
         return parse_memory(self.memory, key=_key("workspace", "memory"))
+
+    @property
+    def cache_max_bytes(self) -> int:
+        """The workers' ``MODELOPS_BUNDLE_CACHE_MAX_BYTES``, below ``cache_size`` by one bundle's headroom."""
+        return bundle_cache_cap(self.cache_size, key=_key("workspace", "cacheSize"))
 
     @property
     def nthreads(self) -> int:
@@ -319,7 +325,8 @@ def _parse_workspace(raw: Mapping[str, Any]) -> WorkspaceConfig:
     cache_size = _str(raw, "cacheSize", default=d.cache_size, prefix=p)
     parse_cpu(cpu, key=_key(p, "cpu"))
     parse_memory(memory, key=_key(p, "memory"))
-    parse_memory(cache_size, key=_key(p, "cacheSize"))
+    # Not just a quantity: it must leave a positive LRU cap after the in-flight headroom.
+    bundle_cache_cap(cache_size, key=_key(p, "cacheSize"))
 
     s_raw = _obj(raw, "scheduler", prefix=p)
     sp = f"{p}.scheduler"

@@ -2,14 +2,17 @@
 
 Configuration carries memory and CPU as Kubernetes quantity strings. The
 program needs them as numbers too: Dask's ``--memory-limit`` and
-``--nthreads`` are derived from the container's resources. Parsing is strict,
-so that a typo fails ``pulumi preview`` with the offending key named instead of
-surfacing later as a rejected Deployment.
+``--nthreads`` are derived from the container's resources, and the workers'
+bundle cache cap from the cache volume's size (:func:`bundle_cache_cap`).
+Parsing is strict, so that a typo fails ``pulumi preview`` with the offending
+key named instead of surfacing later as a rejected Deployment.
 
 >>> parse_memory("4Gi", key="modelops:workspace.memory")
 4294967296
 >>> parse_cpu("500m", key="modelops:workspace.cpu")
 500
+>>> bundle_cache_cap("10Gi", key="modelops:workspace.cacheSize") == 8 * 2**30
+True
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from decimal import Decimal, InvalidOperation
 
 from modelops_infra.errors import ConfigurationError
 
-__all__ = ["parse_cpu", "parse_memory"]
+__all__ = [
+    "CACHE_CAP_MINIMUM",
+    "CACHE_HEADROOM_FLOOR",
+    "CACHE_HEADROOM_PERCENT",
+    "CACHE_SIZE_MINIMUM",
+    "bundle_cache_cap",
+    "parse_cpu",
+    "parse_memory",
+]
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
@@ -92,3 +103,54 @@ def parse_cpu(value: object, *, key: str) -> int:
             key=key,
         )
     return int(millis)
+
+
+# The bundle cache on a worker is an emptyDir with a sizeLimit; the kubelet evicts the
+# whole pod once the volume outgrows it. The LRU cap (MODELOPS_BUNDLE_CACHE_MAX_BYTES)
+# must therefore sit below the limit by at least what can land on the volume before
+# the cache evicts: BundleCache evicts only *after* a download or an environment build,
+# and that item is written into staging/ on the same volume first (a code layer's blob
+# and its extracted tree coexist briefly; an environment is built there with its uv cache).
+# One bundle or environment in flight is the headroom: 1 GiB covers the typical bundle
+# and a numpy-sized environment, and 20 % scales it for large caches, where large
+# bundles and environments (several GB for a GPU stack) are what the cache is sized for.
+# Below a 256 MiB cap an LRU holding bundles *and* their environments only thrashes.
+CACHE_HEADROOM_FLOOR = 2**30
+CACHE_HEADROOM_PERCENT = 20
+CACHE_CAP_MINIMUM = 256 * 2**20
+#: The smallest cache volume that leaves CACHE_CAP_MINIMUM after the headroom (1280Mi).
+CACHE_SIZE_MINIMUM = CACHE_CAP_MINIMUM + CACHE_HEADROOM_FLOOR
+
+
+def bundle_cache_cap(value: object, *, key: str) -> int:
+    """Return ``MODELOPS_BUNDLE_CACHE_MAX_BYTES`` for a bundle cache volume of ``value``.
+
+    ``value`` is the volume's ``sizeLimit`` quantity (``"10Gi"``) or bytes. The cap
+    is the size minus a headroom of ``max(1 GiB, 20 % of the size)`` (rounded up to a
+    byte), leaving room for one bundle or environment in flight:
+
+    ====== ===== ========
+    size   cap   headroom
+    ====== ===== ========
+    1280Mi 256Mi 1Gi
+    2Gi    1Gi   1Gi
+    5Gi    4Gi   1Gi
+    10Gi   8Gi   2Gi
+    ====== ===== ========
+
+    Pure. Raises :class:`ConfigurationError` naming ``key`` when ``value`` is not a
+    memory quantity, or is smaller than :data:`CACHE_SIZE_MINIMUM` (``1280Mi``), so
+    the cap would fall below :data:`CACHE_CAP_MINIMUM`.
+    """
+    size = parse_memory(value, key=key)
+    headroom = max(CACHE_HEADROOM_FLOOR, -(-size * CACHE_HEADROOM_PERCENT // 100))
+    cap = size - headroom
+    if cap < CACHE_CAP_MINIMUM:
+        raise ConfigurationError(
+            f"{key}: {value!r} is too small for the bundle cache: its LRU cap (the size minus"
+            f" max(1Gi, {CACHE_HEADROOM_PERCENT}%) of headroom for one bundle in flight) would be"
+            f" below {CACHE_CAP_MINIMUM // 2**20}Mi",
+            hint=f"use at least {CACHE_SIZE_MINIMUM // 2**20}Mi",
+            key=key,
+        )
+    return cap

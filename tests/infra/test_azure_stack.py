@@ -17,7 +17,9 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
+from modelops_infra.bundles import BundleSettings
 from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra import program
 from modelops_infra.infra.config import load_stack_config
@@ -70,6 +72,12 @@ def _worker(run: Run) -> dict[str, Any]:
 
 def _scheduler(run: Run) -> dict[str, Any]:
     return containers(run.named("dask-scheduler"))[0]
+
+
+def _dev_workspace(**changes: Any) -> dict[str, Any]:
+    """``modelops:workspace`` of Pulumi.dev.yaml with ``changes`` (overrides replace whole objects)."""
+    workspace = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())["config"]["modelops:workspace"]
+    return {**workspace, **changes}
 
 
 # --------------------------------------------------------------------------- registry
@@ -272,8 +280,8 @@ def test_worker_env_registry_is_the_registry_login_server_output(dev: Run) -> No
         assert env["MODELOPS_BUNDLE_REGISTRY"] == login_server
         assert env["MODELOPS_BUNDLE_REPOSITORY"] == "modelops/bundles"
         assert env["AZURE_CLIENT_ID"] == IDENTITY_CLIENT_ID
-        assert env["MODELOPS_BUNDLE_CACHE_DIR"] == "/var/cache/modelops/bundles"
         assert c["image"] == f"{login_server}/modelops/dask-worker:0.1.0"
+    assert env_of(_worker(dev))["MODELOPS_BUNDLE_CACHE_DIR"] == "/var/cache/modelops/bundles"
 
 
 def test_worker_env_registry_follows_a_changed_login_server() -> None:
@@ -291,6 +299,37 @@ def test_bundle_cache_is_an_empty_dir_with_a_size_limit(dev: Run) -> None:
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["bundle-cache"] == "/var/cache/modelops/bundles"
     assert mounts["tmp"] == "/tmp", "/tmp is writable while the root filesystem is read-only"
+
+
+@pytest.mark.parametrize(
+    ("cache_size", "cap"),
+    [("10Gi", 8 * 2**30), ("2Gi", 2**30), ("1280Mi", 256 * 2**20)],
+)
+def test_workers_cap_the_bundle_cache_below_its_volume_by_one_bundle_of_headroom(cache_size: str, cap: int) -> None:
+    run = run_program(stack_config("dev", {**NO_SMOKE, "modelops:workspace": _dev_workspace(cacheSize=cache_size)}))
+    worker = _worker(run)
+    env = env_of(worker)
+    assert env["MODELOPS_BUNDLE_CACHE_MAX_BYTES"] == str(cap), (
+        f"cacheSize {cache_size} should cap the cache at {cap} bytes (size less max(1Gi, 20%))"
+    )
+    settings = BundleSettings.from_env({k: str(v) for k, v in env.items()})
+    assert settings.cache_max_bytes == cap, "the worker reads back the same number of bytes"
+    assert str(settings.cache_dir) == "/var/cache/modelops/bundles"
+    volumes = {v["name"]: v for v in run.named("dask-workers").inputs["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["bundle-cache"]["emptyDir"] == {"sizeLimit": cache_size}
+
+
+def test_the_dev_stack_caps_its_10gi_cache_at_8gib(dev: Run) -> None:
+    assert env_of(_worker(dev))["MODELOPS_BUNDLE_CACHE_MAX_BYTES"] == str(8 * 2**30)
+
+
+def test_scheduler_pod_has_no_bundle_cache(dev: Run) -> None:
+    pod = dev.named("dask-scheduler").inputs["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"], "the scheduler never fetches a bundle"
+    (c,) = pod["containers"]
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp"]
+    env = env_of(c)
+    assert "MODELOPS_BUNDLE_CACHE_DIR" not in env and "MODELOPS_BUNDLE_CACHE_MAX_BYTES" not in env
 
 
 def test_every_pod_is_non_root_drops_all_capabilities_and_has_a_read_only_root(dev: Run) -> None:
@@ -434,6 +473,23 @@ def test_two_workspaces_in_one_stack_do_not_collide() -> None:
     assert run.of_type("azure-native:authorization:RoleAssignment") == [], "no registry id, no grant"
 
 
+def test_workspace_component_refuses_a_cache_too_small_for_a_cap_before_creating_anything() -> None:
+    from modelops_infra.infra.azure import DaskWorkspace, DaskWorkspaceArgs
+
+    def entry() -> dict[str, Any]:
+        import pulumi_kubernetes as k8s
+
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        DaskWorkspace("tiny", DaskWorkspaceArgs(
+            provider=provider, login_server="x.azurecr.io", resource_group_name="rg", oidc_issuer_url=OIDC_ISSUER,
+            cache_size="1Gi",
+        ))
+        return {}
+
+    with pytest.raises(ConfigurationError, match=r"^DaskWorkspace 'tiny': cache_size: '1Gi' is too small"):
+        run_program(stack_config("dev", NO_SMOKE), entry=entry)
+
+
 # --------------------------------------------------------------------------- configuration errors
 
 
@@ -449,6 +505,10 @@ def test_two_workspaces_in_one_stack_do_not_collide() -> None:
         ({"modelops:workspace": {"memory": "4GB"}}, "modelops:workspace.memory: malformed memory quantity '4GB'"),
         ({"modelops:workspace": {"memory": "lots"}}, "modelops:workspace.memory: malformed memory quantity 'lots'"),
         ({"modelops:workspace": {"scheduler": {"memory": "2 Gi"}}}, "modelops:workspace.scheduler.memory"),
+        (
+            {"modelops:workspace": {"cacheSize": "500Mi"}},
+            "modelops:workspace.cacheSize: '500Mi' is too small for the bundle cache",
+        ),
         ({"modelops:aks": {"workerPool": {"maxCnt": 2}}}, "unknown configuration key modelops:aks.workerPool.maxCnt"),
         ({"modelops:cloud": "gcp"}, "modelops:cloud: unknown cloud 'gcp'"),
     ],

@@ -72,6 +72,15 @@ def test_nthreads_default_to_whole_cores() -> None:
     assert parse_stack_config({"workspace": {"cpu": "500m"}}).workspace.nthreads == 1
 
 
+@pytest.mark.parametrize(("cache_size", "cap"), [("10Gi", 8 * 2**30), ("2Gi", 2**30), ("1280Mi", 256 * 2**20)])
+def test_cache_cap_derives_from_cache_size(cache_size: str, cap: int) -> None:
+    assert parse_stack_config({"workspace": {"cacheSize": cache_size}}).workspace.cache_max_bytes == cap
+
+
+def test_default_cache_cap_is_8gib_of_the_10gib_volume() -> None:
+    assert StackConfig().workspace.cache_max_bytes == 8 * 2**30
+
+
 def test_empty_infra_stack_means_same_stack() -> None:
     assert parse_stack_config({"infraStack": ""}).infra_stack is None
 
@@ -89,6 +98,8 @@ def test_empty_infra_stack_means_same_stack() -> None:
         ({"workspace": {"workers": True}}, "modelops:workspace.workers: expected an integer"),
         ({"workspace": {"memory": "8GB"}}, "modelops:workspace.memory: malformed memory quantity '8GB'"),
         ({"workspace": {"cacheSize": "big"}}, "modelops:workspace.cacheSize: malformed memory quantity 'big'"),
+        ({"workspace": {"cacheSize": "500Mi"}}, "modelops:workspace.cacheSize: '500Mi' is too small for the bundle cache"),
+        ({"workspace": {"cacheSize": "1Gi"}}, "modelops:workspace.cacheSize: '1Gi' is too small for the bundle cache"),
         ({"workspace": {"cpu": "two"}}, "modelops:workspace.cpu: malformed CPU quantity 'two'"),
         ({"workspace": {"threads": 0}}, "modelops:workspace.threads: must be >= 1, got 0"),
         ({"workspace": {"namespace": "Bad_NS"}}, "modelops:workspace.namespace: 'Bad_NS' is not a valid Kubernetes name"),

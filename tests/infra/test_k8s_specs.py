@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelops_infra.bundles import BundleSettings
 from modelops_infra.infra.azure import k8s_specs as specs
 
 NAMES = specs.workspace_names("dask", "modelops")
@@ -41,7 +42,22 @@ def test_bundle_env_passes_outputs_through_untouched() -> None:
     assert env["MODELOPS_BUNDLE_REGISTRY"] is sentinel_registry, "the login server output must not be stringified"
     assert env["AZURE_CLIENT_ID"] is sentinel_client
     assert env["MODELOPS_BUNDLE_REPOSITORY"] == "modelops/bundles"
+    assert "MODELOPS_BUNDLE_CACHE_DIR" not in env, "the cache is the workers' own (bundle_cache_env)"
+
+
+def test_bundle_cache_env_writes_the_cap_as_bytes_the_worker_settings_read_back() -> None:
+    env = _env(specs.bundle_cache_env(8 * 2**30))
     assert env["MODELOPS_BUNDLE_CACHE_DIR"] == specs.BUNDLE_CACHE_DIR
+    assert env["MODELOPS_BUNDLE_CACHE_MAX_BYTES"] == str(8 * 2**30)
+    settings = BundleSettings.from_env({k: str(v) for k, v in env.items()})
+    assert settings.cache_max_bytes == 8 * 2**30
+    assert str(settings.cache_dir) == specs.BUNDLE_CACHE_DIR
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "8Gi"])
+def test_bundle_cache_env_refuses_anything_but_a_positive_byte_count(bad: object) -> None:
+    with pytest.raises(ValueError, match="cache_max_bytes must be a positive number of bytes"):
+        specs.bundle_cache_env(bad)  # type: ignore[arg-type]
 
 
 def test_container_security_context_is_restricted() -> None:
@@ -54,7 +70,7 @@ def test_container_security_context_is_restricted() -> None:
 
 
 def test_scheduler_spec_probes_health_and_is_safe_from_eviction() -> None:
-    spec = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi", cache_size="1Gi")
+    spec = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi")
     pod = spec["template"]
     assert pod["metadata"]["annotations"] == {specs.SAFE_TO_EVICT_ANNOTATION: "false"}
     assert pod["metadata"]["labels"][specs.WORKLOAD_IDENTITY_LABEL] == "true"
@@ -66,15 +82,27 @@ def test_scheduler_spec_probes_health_and_is_safe_from_eviction() -> None:
     assert set(spec["selector"]["match_labels"].items()) <= set(pod["metadata"]["labels"].items())
 
 
+def test_scheduler_has_a_tmp_volume_and_no_bundle_cache() -> None:
+    pod = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi")["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tmp", "empty_dir": {}}], "the scheduler never fetches a bundle"
+    (c,) = pod["containers"]
+    assert c["volume_mounts"] == [{"name": "tmp", "mount_path": "/tmp"}]
+    assert "--preload" not in c["command"], "a preload could fetch bundles; then the scheduler would need the cache"
+
+
 def test_worker_spec_without_replicas_leaves_scaling_to_the_hpa() -> None:
-    kwargs = dict(image="img", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=4 * 2**30, cache_size="1Gi")
+    kwargs = dict(
+        image="img", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=4 * 2**30,
+        cache_size="2Gi", cache_max_bytes=2**30,
+    )
     assert specs.worker_deployment_spec(NAMES, replicas=3, **kwargs)["replicas"] == 3  # type: ignore[arg-type]
     assert "replicas" not in specs.worker_deployment_spec(NAMES, replicas=None, **kwargs)  # type: ignore[arg-type]
 
 
 def test_worker_spec_lands_on_the_tainted_pool_only() -> None:
     spec = specs.worker_deployment_spec(
-        NAMES, image="i", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="5Gi", replicas=1
+        NAMES, image="i", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="5Gi",
+        cache_max_bytes=4 * 2**30, replicas=1,
     )
     pod = spec["template"]["spec"]
     key, value = specs.WORKER_POOL_LABEL
@@ -83,6 +111,22 @@ def test_worker_spec_lands_on_the_tainted_pool_only() -> None:
     assert pod["tolerations"] == [{"key": taint_key, "operator": "Equal", "value": taint_value, "effect": effect}]
     assert specs.worker_pool_taint() == f"{taint_key}={taint_value}:{effect}"
     assert {"name": "bundle-cache", "empty_dir": {"size_limit": "5Gi"}} in pod["volumes"]
+
+
+def test_worker_gets_the_cache_volume_and_its_cap_after_the_shared_env() -> None:
+    shared = [{"name": "MODELOPS_BUNDLE_REGISTRY", "value": "r.azurecr.io"}]
+    spec = specs.worker_deployment_spec(
+        NAMES, image="i", env=shared, cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="10Gi",
+        cache_max_bytes=8 * 2**30, replicas=1,
+    )
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["env"][0] == shared[0], "the shared bundle env comes first, untouched"
+    env = _env(c["env"])
+    assert env["MODELOPS_BUNDLE_CACHE_MAX_BYTES"] == str(8 * 2**30)
+    assert env["MODELOPS_BUNDLE_CACHE_DIR"] == specs.BUNDLE_CACHE_DIR
+    assert {"name": "bundle-cache", "mount_path": specs.BUNDLE_CACHE_DIR} in c["volume_mounts"]
+    assert {"name": "bundle-cache", "empty_dir": {"size_limit": "10Gi"}} in pod["volumes"]
 
 
 def test_service_is_cluster_ip_on_scheduler_and_dashboard_ports() -> None:

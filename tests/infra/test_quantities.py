@@ -1,11 +1,22 @@
-"""Kubernetes quantity parsing: exact numbers, and errors that name the key."""
+"""Kubernetes quantity parsing and the bundle cache cap: exact numbers, and errors that name the key."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from modelops_infra.bundles import parse_size
 from modelops_infra.errors import ConfigurationError
-from modelops_infra.infra.quantities import parse_cpu, parse_memory
+from modelops_infra.infra.quantities import (
+    CACHE_CAP_MINIMUM,
+    CACHE_HEADROOM_FLOOR,
+    CACHE_HEADROOM_PERCENT,
+    CACHE_SIZE_MINIMUM,
+    bundle_cache_cap,
+    parse_cpu,
+    parse_memory,
+)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +54,78 @@ def test_cpu_quantities_parse_to_millicores(text: object, expected: int) -> None
 def test_malformed_cpu_raises_configuration_error_naming_the_key(bad: object) -> None:
     with pytest.raises(ConfigurationError, match=r"^modelops:workspace\.cpu: "):
         parse_cpu(bad, key="modelops:workspace.cpu")
+
+
+# --------------------------------------------------------------------------- the bundle cache cap
+
+GiB, MiB = 2**30, 2**20
+
+
+@pytest.mark.parametrize(
+    ("size", "cap"),
+    [
+        ("1280Mi", 256 * MiB),  # the smallest cache: 1 GiB headroom leaves the minimum cap
+        ("2Gi", 1 * GiB),
+        ("5Gi", 4 * GiB),  # where 20 % equals the 1 GiB floor
+        (5 * GiB + 1, 4 * GiB),  # 20 % rounds up, so the headroom never falls short of it
+        ("6Gi", 5_153_960_755),  # 6442450944 - ceil(1288490188.8)
+        ("10Gi", 8 * GiB),
+        ("10G", 8 * 10**9),
+        ("1Ti", 879_609_302_220),  # 1099511627776 - ceil(219902325555.2)
+    ],
+)
+def test_cache_cap_is_the_size_less_max_of_1gib_and_20_percent(size: object, cap: int) -> None:
+    assert bundle_cache_cap(size, key="k") == cap
+
+
+@pytest.mark.parametrize("small", ["500Mi", "1Gi", "1279Mi", CACHE_SIZE_MINIMUM - 1, "1", "100M"])
+def test_a_cache_too_small_for_a_positive_cap_is_refused_naming_the_key(small: object) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        bundle_cache_cap(small, key="modelops:workspace.cacheSize")
+    message = str(info.value)
+    assert message.startswith(f"modelops:workspace.cacheSize: {small!r} is too small for the bundle cache"), message
+    assert "at least 1280Mi" in message, f"the hint names the smallest size that works: {message}"
+    assert info.value.key == "modelops:workspace.cacheSize"
+
+
+def test_a_malformed_cache_size_is_a_quantity_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"^modelops:workspace\.cacheSize: malformed memory quantity 'big'"):
+        bundle_cache_cap("big", key="modelops:workspace.cacheSize")
+
+
+_SIZES = st.integers(min_value=CACHE_SIZE_MINIMUM, max_value=2**60)
+
+
+@given(_SIZES)
+def test_cache_cap_leaves_one_bundle_of_headroom_and_no_more(size: int) -> None:
+    cap = bundle_cache_cap(size, key="k")
+    assert CACHE_CAP_MINIMUM <= cap, "the cap never falls below the minimum"
+    assert cap <= size - CACHE_HEADROOM_FLOOR, "at least the fixed floor of headroom"
+    assert cap * 100 <= size * (100 - CACHE_HEADROOM_PERCENT), "at least 20 % of headroom"
+    tighter = cap + 1
+    assert tighter > size - CACHE_HEADROOM_FLOOR or tighter * 100 > size * (100 - CACHE_HEADROOM_PERCENT), (
+        "the headroom is the larger of the two, not more"
+    )
+
+
+@given(_SIZES, _SIZES)
+def test_a_larger_cache_never_gets_a_smaller_cap(a: int, b: int) -> None:
+    small, large = sorted((a, b))
+    assert bundle_cache_cap(small, key="k") <= bundle_cache_cap(large, key="k")
+
+
+@given(_SIZES)
+def test_cache_cap_round_trips_through_the_worker_setting(size: int) -> None:
+    cap = bundle_cache_cap(size, key="k")
+    assert parse_size(str(cap), key="MODELOPS_BUNDLE_CACHE_MAX_BYTES") == cap
+
+
+@given(st.integers(min_value=1280, max_value=2**30))
+def test_a_mebibyte_quantity_and_its_bytes_give_the_same_cap(mebibytes: int) -> None:
+    assert bundle_cache_cap(f"{mebibytes}Mi", key="k") == bundle_cache_cap(mebibytes * MiB, key="k")
+
+
+@given(st.integers(min_value=1, max_value=CACHE_SIZE_MINIMUM - 1))
+def test_every_size_below_the_minimum_is_refused(size: int) -> None:
+    with pytest.raises(ConfigurationError, match="too small for the bundle cache"):
+        bundle_cache_cap(size, key="k")

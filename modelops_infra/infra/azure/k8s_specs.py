@@ -11,8 +11,11 @@ Conventions:
 * The worker node pool carries the label ``modelops.io/pool=dask-workers`` and
   the taint ``modelops.io/dask-worker=true:NoSchedule``; only workers tolerate it.
 * Every pod runs as UID 1000, non-root, with all capabilities dropped and a
-  read-only root filesystem; ``/tmp`` (Dask's scratch space and ``HOME``) and the
-  bundle cache are ``emptyDir`` volumes.
+  read-only root filesystem; ``/tmp`` (Dask's scratch space and ``HOME``) is an
+  ``emptyDir`` volume. Workers also mount the bundle cache, an ``emptyDir`` with a
+  ``sizeLimit``, and get an LRU cap below it (``MODELOPS_BUNDLE_CACHE_MAX_BYTES``)
+  so the cache evicts bundles before the kubelet evicts the pod. The scheduler
+  never fetches a bundle and has no cache.
 * Nothing is exposed outside the cluster: the scheduler Service is ClusterIP and
   NetworkPolicies admit only the workspace's own pods.
 """
@@ -36,6 +39,7 @@ __all__ = [
     "WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION",
     "WORKLOAD_IDENTITY_LABEL",
     "WorkspaceNames",
+    "bundle_cache_env",
     "bundle_env",
     "container_resources",
     "container_security_context",
@@ -162,23 +166,38 @@ def bundle_env(
     login_server: Any,
     repository: str,
     client_id: Any,
-    cache_dir: str = BUNDLE_CACHE_DIR,
 ) -> list[dict[str, Any]]:
     """Environment shared by scheduler and workers.
 
     ``login_server`` and ``client_id`` are usually Outputs and are kept as such:
     the registry a worker pulls from is the registry component's output,
-    never a literal.
+    never a literal. The cache settings are the workers' own: :func:`bundle_cache_env`.
     """
     return [
         {"name": "MODELOPS_BUNDLE_REGISTRY", "value": login_server},
         {"name": "MODELOPS_BUNDLE_REPOSITORY", "value": repository},
-        {"name": "MODELOPS_BUNDLE_CACHE_DIR", "value": cache_dir},
         {"name": "AZURE_CLIENT_ID", "value": client_id},
         # Dask writes config and scratch files under HOME and its temporary
         # directory; both point at the /tmp emptyDir so the root fs can be read-only.
         {"name": "HOME", "value": TMP_DIR},
         {"name": "DASK_TEMPORARY_DIRECTORY", "value": TMP_DIR},
+    ]
+
+
+def bundle_cache_env(cache_max_bytes: int, *, cache_dir: str = BUNDLE_CACHE_DIR) -> list[dict[str, Any]]:
+    """Where a worker caches bundles and environments, and the LRU cap in bytes.
+
+    ``cache_max_bytes`` comes from
+    :func:`~modelops_infra.infra.quantities.bundle_cache_cap` of the volume's
+    ``sizeLimit``; it is written as a plain integer, which
+    ``BundleSettings.from_env`` reads back as the same number of bytes.
+    Raises :class:`ValueError` when it is not positive.
+    """
+    if isinstance(cache_max_bytes, bool) or not isinstance(cache_max_bytes, int) or cache_max_bytes < 1:
+        raise ValueError(f"cache_max_bytes must be a positive number of bytes, got {cache_max_bytes!r}")
+    return [
+        {"name": "MODELOPS_BUNDLE_CACHE_DIR", "value": cache_dir},
+        {"name": "MODELOPS_BUNDLE_CACHE_MAX_BYTES", "value": str(cache_max_bytes)},
     ]
 
 
@@ -258,18 +277,20 @@ def _http_probe(port: int, *, initial_delay: int, period: int, failures: int) ->
     }
 
 
-def _volume_mounts() -> list[dict[str, str]]:
-    return [
-        {"name": "tmp", "mount_path": TMP_DIR},
-        {"name": "bundle-cache", "mount_path": BUNDLE_CACHE_DIR},
-    ]
+def _tmp_mounts() -> list[dict[str, str]]:
+    return [{"name": "tmp", "mount_path": TMP_DIR}]
 
 
-def _volumes(cache_size: str) -> list[dict[str, Any]]:
-    return [
-        {"name": "tmp", "empty_dir": {}},
-        {"name": "bundle-cache", "empty_dir": {"size_limit": cache_size}},
-    ]
+def _tmp_volumes() -> list[dict[str, Any]]:
+    return [{"name": "tmp", "empty_dir": {}}]
+
+
+def _worker_mounts() -> list[dict[str, str]]:
+    return [*_tmp_mounts(), {"name": "bundle-cache", "mount_path": BUNDLE_CACHE_DIR}]
+
+
+def _worker_volumes(cache_size: str) -> list[dict[str, Any]]:
+    return [*_tmp_volumes(), {"name": "bundle-cache", "empty_dir": {"size_limit": cache_size}}]
 
 
 # --------------------------------------------------------------------------- workloads
@@ -282,9 +303,13 @@ def scheduler_deployment_spec(
     env: Sequence[Mapping[str, Any]],
     cpu: str,
     memory: str,
-    cache_size: str,
 ) -> dict[str, Any]:
-    """One scheduler replica, never evicted by the autoscaler, probed on ``/health``."""
+    """One scheduler replica, never evicted by the autoscaler, probed on ``/health``.
+
+    No bundle cache: the scheduler runs plain ``dask scheduler`` (no preload) and
+    only routes tasks; workers fetch bundles, and the smoke test pushes from the
+    deploying machine.
+    """
     return {
         "replicas": 1,
         # Two schedulers would split the workers between them.
@@ -313,10 +338,10 @@ def scheduler_deployment_spec(
                         "readiness_probe": _http_probe(DASHBOARD_PORT, initial_delay=5, period=10, failures=3),
                         "liveness_probe": _http_probe(DASHBOARD_PORT, initial_delay=30, period=20, failures=6),
                         "security_context": container_security_context(),
-                        "volume_mounts": _volume_mounts(),
+                        "volume_mounts": _tmp_mounts(),
                     }
                 ],
-                "volumes": _volumes(cache_size),
+                "volumes": _tmp_volumes(),
             },
         },
     }
@@ -332,9 +357,14 @@ def worker_deployment_spec(
     nthreads: int,
     memory_limit_bytes: int,
     cache_size: str,
+    cache_max_bytes: int,
     replicas: int | None,
 ) -> dict[str, Any]:
-    """Workers on the tainted user pool. ``replicas=None`` leaves the count to an HPA."""
+    """Workers on the tainted user pool. ``replicas=None`` leaves the count to an HPA.
+
+    ``cache_size`` is the bundle cache volume's ``sizeLimit``; ``cache_max_bytes``
+    the LRU cap below it (see :func:`bundle_cache_env`).
+    """
     spec: dict[str, Any] = {
         "selector": {"match_labels": selector_labels(names, "worker")},
         "template": {
@@ -355,16 +385,16 @@ def worker_deployment_spec(
                             names.scheduler_service, nthreads=nthreads, memory_limit_bytes=memory_limit_bytes
                         ),
                         "ports": [{"name": "http-dashboard", "container_port": WORKER_DASHBOARD_PORT}],
-                        "env": list(env),
+                        "env": [*env, *bundle_cache_env(cache_max_bytes)],
                         "resources": container_resources(cpu, memory),
                         "liveness_probe": _http_probe(
                             WORKER_DASHBOARD_PORT, initial_delay=30, period=20, failures=6
                         ),
                         "security_context": container_security_context(),
-                        "volume_mounts": _volume_mounts(),
+                        "volume_mounts": _worker_mounts(),
                     }
                 ],
-                "volumes": _volumes(cache_size),
+                "volumes": _worker_volumes(cache_size),
             },
         },
     }

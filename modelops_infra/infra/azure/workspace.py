@@ -13,7 +13,7 @@ from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra.azure import k8s_specs as specs
 from modelops_infra.infra.azure.roles import acr_pull_assignment
 from modelops_infra.infra.config import AutoscaleConfig
-from modelops_infra.infra.quantities import parse_cpu, parse_memory
+from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
 
 __all__ = ["DaskWorkspace", "DaskWorkspaceArgs", "WORKER_IMAGE_REPOSITORY"]
 
@@ -33,7 +33,9 @@ class DaskWorkspaceArgs:
     ``registry_id`` scopes the workspace identity's AcrPull grant; ``None``
     skips the grant (the registry is managed, and granted, elsewhere).
     ``threads=None`` derives ``--nthreads`` from ``cpu``; ``image=None`` means
-    ``<login_server>/modelops/dask-worker:<image_tag>``.
+    ``<login_server>/modelops/dask-worker:<image_tag>``. ``cache_size`` is the
+    workers' bundle cache volume; their ``MODELOPS_BUNDLE_CACHE_MAX_BYTES`` is
+    derived from it (:func:`~modelops_infra.infra.quantities.bundle_cache_cap`).
     """
 
     provider: k8s.Provider
@@ -70,8 +72,9 @@ class DaskWorkspace(pulumi.ComponentResource):
     (``tcp://<svc>.<ns>.svc.cluster.local:8786``), ``dashboard_url``,
     ``scheduler_service``, ``identity_client_id``.
 
-    Raises :class:`ConfigurationError` for malformed quantities or a negative
-    worker count, before creating anything.
+    Raises :class:`ConfigurationError` for malformed quantities, a cache size
+    too small to leave an LRU cap, or a negative worker count, before creating
+    anything.
     """
 
     namespace: pulumi.Output[str]
@@ -81,7 +84,7 @@ class DaskWorkspace(pulumi.ComponentResource):
     identity_client_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: DaskWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        memory_bytes, nthreads = _validate(name, args)
+        sizes = _validate(name, args)
         super().__init__("modelops:infra:DaskWorkspace", name, None, opts)
         names = specs.workspace_names(name, args.namespace)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
@@ -153,7 +156,6 @@ class DaskWorkspace(pulumi.ComponentResource):
                 env=env,
                 cpu=args.scheduler_cpu,
                 memory=args.scheduler_memory,
-                cache_size=args.cache_size,
             ),
             opts=workload_opts,
         )
@@ -180,9 +182,10 @@ class DaskWorkspace(pulumi.ComponentResource):
                 env=env,
                 cpu=args.cpu,
                 memory=args.memory,
-                nthreads=nthreads,
-                memory_limit_bytes=memory_bytes,
+                nthreads=sizes.nthreads,
+                memory_limit_bytes=sizes.memory_bytes,
                 cache_size=args.cache_size,
+                cache_max_bytes=sizes.cache_max_bytes,
                 replicas=None if autoscale else args.workers,
             ),
             opts=pulumi.ResourceOptions(
@@ -233,8 +236,15 @@ class DaskWorkspace(pulumi.ComponentResource):
         )
 
 
-def _validate(name: str, args: DaskWorkspaceArgs) -> tuple[int, int]:
-    """Check sizes before any resource exists; return (memory bytes, nthreads)."""
+@dataclass(frozen=True)
+class _Sizes:
+    memory_bytes: int
+    nthreads: int
+    cache_max_bytes: int
+
+
+def _validate(name: str, args: DaskWorkspaceArgs) -> _Sizes:
+    """Check sizes before any resource exists; return the numbers the workers are sized by."""
     where = f"DaskWorkspace {name!r}"
     if args.workers < 0:
         raise ConfigurationError(f"{where}: workers must be >= 0, got {args.workers}", key="workers")
@@ -244,6 +254,6 @@ def _validate(name: str, args: DaskWorkspaceArgs) -> tuple[int, int]:
     cpu_millis = parse_cpu(args.cpu, key=f"{where}: cpu")
     parse_memory(args.scheduler_memory, key=f"{where}: scheduler_memory")
     parse_cpu(args.scheduler_cpu, key=f"{where}: scheduler_cpu")
-    parse_memory(args.cache_size, key=f"{where}: cache_size")
+    cache_max_bytes = bundle_cache_cap(args.cache_size, key=f"{where}: cache_size")
     nthreads = args.threads if args.threads is not None else max(1, cpu_millis // 1000)
-    return memory_bytes, nthreads
+    return _Sizes(memory_bytes=memory_bytes, nthreads=nthreads, cache_max_bytes=cache_max_bytes)
