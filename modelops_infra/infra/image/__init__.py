@@ -1,4 +1,8 @@
-"""The worker image, assembled without a container daemon (no Pulumi in this package's library part).
+"""The worker image, assembled without a container daemon.
+
+The library (``_assemble``, ``_layer``, ``_manifests``, ``_venv``) imports no
+Pulumi; the ``WorkerImage`` resource lives in :mod:`.provider` and is not
+imported here.
 
 >>> from modelops_infra.infra.image import WorkerInstall, build_worker_image      # doctest: +SKIP
 >>> build_worker_image("127.0.0.1:5000/base/python:3.11",                      # doctest: +SKIP
@@ -11,7 +15,7 @@ from __future__ import annotations
 from modelops_infra.infra.image._assemble import BaseImage, BuiltImage, build_worker_image, parse_base, resolve_base
 from modelops_infra.infra.image._layer import LayerEntry, PackedLayer, pack_layer
 from modelops_infra.infra.image._manifests import ImageSettings, PythonInstall
-from modelops_infra.infra.image._venv import WorkerInstall, checkout_files, find_build_python
+from modelops_infra.infra.image._venv import WorkerInstall, checkout_files, default_checkout, find_build_python
 
 __all__ = [
     "BaseImage",
@@ -23,6 +27,7 @@ __all__ = [
     "WorkerInstall",
     "build_worker_image",
     "checkout_files",
+    "default_checkout",
     "find_build_python",
     "pack_layer",
     "parse_base",

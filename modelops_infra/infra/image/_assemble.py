@@ -62,14 +62,24 @@ from modelops_infra.infra.image._manifests import (
 )
 from modelops_infra.infra.image._venv import WorkerInstall, build_venv, find_build_python
 
-__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "resolve_base"]
+__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "registry_host", "resolve_base",
+           "resolve_base_digest"]
 
 log = logging.getLogger(__name__)
 ClientFactory = Callable[[str, BasicCredentials | None], RegistryClient]
 
 
+#: Hosts whose registry API lives elsewhere (``docker.io/library/python`` is served by registry-1.docker.io).
+_REGISTRY_API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+
+def registry_host(registry: str) -> str:
+    """The host that serves the registry API for the registry named in a reference."""
+    return _REGISTRY_API_HOSTS.get(registry, registry)
+
+
 def _client(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
-    return RegistryClient(registry, credentials=credentials, timeout=120.0)
+    return RegistryClient(registry_host(registry), credentials=credentials, timeout=120.0)
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,14 @@ def parse_base(base: str) -> Reference:
     return ref
 
 
+def resolve_base_digest(base: str, ref: Reference, client: RegistryClient) -> str:
+    """The digest of the base's linux/amd64 manifest (manifests only, no layers); errors as :func:`resolve_base`."""
+    try:
+        return _fetch_platform_manifest(client, ref, base)[0]
+    except (RegistryError, IntegrityError) as exc:
+        raise _base_error(base, exc, "cannot fetch it") from exc
+
+
 def resolve_base(base: str, client: RegistryClient, blobs: Path) -> BaseImage:
     """Fetch the base's linux/amd64 manifest and config, and find its Python.
 
@@ -193,7 +211,7 @@ def _copy_base_layers(base: BaseImage, base_client: RegistryClient, target: Regi
                       blobs: Path) -> tuple[int, int]:
     """Make every base layer present in the target repository; returns (mounted, copied)."""
     mounted = copied = 0
-    same_registry = base.reference.registry == target.registry
+    same_registry = registry_host(base.reference.registry or "") == target.registry
     for desc in base.manifest.layers:
         if target.blob_exists(repository, desc.digest):
             continue

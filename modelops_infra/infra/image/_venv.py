@@ -34,7 +34,7 @@ from pathlib import Path
 from modelops_infra.bundles._envbuild import _run, _tool_env, redact, uv_binary
 from modelops_infra.errors import ImageBuildError, RequirementsError
 
-__all__ = ["WorkerInstall", "build_venv", "checkout_files", "find_build_python"]
+__all__ = ["WorkerInstall", "build_venv", "checkout_files", "default_checkout", "find_build_python"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,22 @@ PYTHON_PLATFORM = "x86_64-manylinux_2_28"
 _TOP_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "setup.py")
 _PACKAGE_DIR = "modelops_infra"
 _NO_WHEEL = re.compile(r"attempted to build `([^`]+)`|`?([A-Za-z0-9_.-]+)`?[^.]*? has no wheels? with a matching")
+
+
+def default_checkout() -> Path:
+    """The checkout this ``modelops_infra`` was imported from (an editable install or ``PYTHONPATH``).
+
+    Raises :class:`ImageBuildError` (input ``checkout``) when the package is not
+    in a checkout, e.g. installed from a wheel: then there is nothing to build from.
+    """
+    import modelops_infra
+
+    root = Path(modelops_infra.__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise ImageBuildError(f"modelops_infra at {root} is not a checkout (no pyproject.toml): cannot build the "
+                              "worker image from it", hint="set modelops:workspace.image to a prebuilt image",
+                              stage="install", input="checkout")
+    return root
 
 
 def checkout_files(checkout: Path) -> list[str]:
