@@ -104,17 +104,17 @@ def pack_layer(tree: Path, prefix: str, out: Path, *, extra: Sequence[LayerEntry
                 parts = prefix.split("/")
                 for i in range(1, len(parts) + 1):
                     tar.addfile(_info("/".join(parts[:i]), tarfile.DIRTYPE, 0o755))
-                for entry in extra:
-                    info = _info(entry.name.strip("/"), tarfile.SYMTYPE if entry.link else tarfile.DIRTYPE,
-                                 0o777 if entry.link else entry.mode)
-                    info.linkname = entry.link or ""
+                for added in extra:
+                    info = _info(added.name.strip("/"), tarfile.SYMTYPE if added.link else tarfile.DIRTYPE,
+                                 0o777 if added.link else added.mode)
+                    info.linkname = added.link or ""
                     tar.addfile(info)
                 for rel, entry in _walk(tree):
                     name = f"{prefix}/{rel}"
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISLNK(st.st_mode):
                         info = _info(name, tarfile.SYMTYPE, 0o777)
-                        info.linkname = retarget.pop(rel, None) or os.readlink(entry.path)
+                        info.linkname = retarget.pop(rel, "") or os.readlink(entry.path)
                         tar.addfile(info)
                     elif stat.S_ISDIR(st.st_mode):
                         tar.addfile(_info(name, tarfile.DIRTYPE, 0o755))

@@ -57,7 +57,8 @@ class WorkerImageProvider(ResourceProvider):
 
         failures: list[CheckFailure] = []
         target = news.get("target")
-        if _known(target) and ("/" not in target or "@" in target or ":" in target.rsplit("/", 1)[-1]):
+        if isinstance(target, str) and _known(target) and \
+                ("/" not in target or "@" in target or ":" in target.rsplit("/", 1)[-1]):
             failures.append(CheckFailure("target", f"target {target!r} must be registry/repository"))
         base = news.get("base_image")
         if not isinstance(base, str) or not base:
