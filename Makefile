@@ -21,7 +21,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
 export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
-.PHONY: help setup venv registry pulumi interop-tools wheelhouse test up down bench clean
+.PHONY: help setup venv registry pulumi interop-tools wheelhouse container-tools test up down bench clean
 
 help:
 	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
@@ -69,12 +69,19 @@ wheelhouse: venv
 	@mkdir -p $(ROOT)/.modelops
 	@dir=$$(PYTHON=$(PY) $(ROOT)/scripts/wheelhouse.sh) && echo "$$dir" > $(ROOT)/.modelops/wheelhouse-dir
 
+# Docker engine and mmdebstrap (Debian packages), and a bookworm + python3 root file system built once
+# into the tools cache: the worker-image tests push it to their registry as the base image and run the
+# image with their own dockerd (tests/image/). No public container registry is needed.
+container-tools:
+	@mkdir -p $(ROOT)/.modelops
+	@tar=$$($(ROOT)/scripts/container-tools.sh) && echo "$$tar" > $(ROOT)/.modelops/base-rootfs
+
 setup: venv registry pulumi
 	@mkdir -p $(STATE_DIR)
 
 # --- the two commands -----------------------------------------------------------------
 
-test: setup interop-tools wheelhouse
+test: setup interop-tools wheelhouse container-tools
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: setup

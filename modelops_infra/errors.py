@@ -17,7 +17,8 @@ named after the stage that failed, so a caller (or the ``mops`` CLI, or the
      ├── CacheError                  the local bundle cache cannot be used
      ├── RequirementsError           a bundle's environment cannot be built (names the requirement and the Python)
      ├── BundleRunError              the entrypoint raised, or returned a non-JSON result
-     └── SmokeTestError              a smoke test failed; ``stage`` names the step
+     ├── SmokeTestError              a smoke test failed; ``stage`` names the step
+     └── ImageBuildError             the worker image cannot be assembled; ``stage`` names the step
 
 Errors from libraries underneath (requests, oras, dask, azure, kubernetes) are
 translated at the seam with ``raise ... from exc``.
@@ -35,6 +36,7 @@ __all__ = [
     "BundleValidationError",
     "CacheError",
     "ConfigurationError",
+    "ImageBuildError",
     "IntegrityError",
     "ModelOpsError",
     "ReferenceError_",
@@ -136,3 +138,8 @@ class BundleRunError(ModelOpsError):
 
 class SmokeTestError(ModelOpsError):
     """A smoke test failed. ``stage`` is one of pack, push, connect, workers, fetch, run, verify."""
+
+
+class ImageBuildError(ModelOpsError):
+    """The worker image cannot be assembled. ``stage`` is one of base, python, install, layer, push;
+    ``input`` names the input at fault (``base_image``, ``extra_packages``, ``checkout``, ``target``)."""

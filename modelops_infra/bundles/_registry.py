@@ -379,6 +379,69 @@ class RegistryClient:
                 digest=digest,
             )
 
+    # -- container images ----------------------------------------------------------------
+    # Used by the worker image assembly (modelops_infra.infra.image). Kept as one block at
+    # the end of the class: image manifests need other Accept headers than bundles, and
+    # base layers move between repositories by cross-repository mount.
+
+    _IMAGE_ACCEPT = ", ".join([
+        MANIFEST_MEDIA_TYPE,
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ])
+
+    def get_image_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """Fetch an image manifest or index (OCI or Docker schema 2); verify it when ``reference`` is a digest.
+
+        Returns (bytes, media type). Schema 1 is never asked for.
+        """
+        what = f"image {repository}@{reference}" if reference.startswith("sha256:") else f"image {repository}:{reference}"
+        resp = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", repository=repository, what=what,
+            headers={"Accept": self._IMAGE_ACCEPT}, stream=True,
+        )
+        with resp:
+            raw = resp.raw.read(_MAX_MANIFEST + 1, decode_content=True)
+        if len(raw) > _MAX_MANIFEST:
+            raise IntegrityError(f"{what} is larger than {_MAX_MANIFEST} bytes; refusing it")
+        if reference.startswith("sha256:") and digest_bytes(raw) != reference:
+            raise IntegrityError(f"integrity error on {reference}: {what} has digest {digest_bytes(raw)}")
+        return raw, resp.headers.get("Content-Type", "").split(";")[0].strip()
+
+    def manifest_exists(self, repository: str, digest: str) -> bool:
+        """Whether the repository holds the manifest ``digest`` (any image or artifact media type)."""
+        resp = self.request(
+            "HEAD", f"/v2/{repository}/manifests/{digest}", repository=repository, actions="pull,push",
+            what=f"manifest {repository}@{digest}", headers={"Accept": self._IMAGE_ACCEPT}, allow_missing=True,
+        )
+        return resp.status_code == 200
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-mount blob ``digest`` from ``from_repository`` of this registry; ``True`` if mounted.
+
+        A registry that does not mount (HTTP 202, e.g. when the token does not
+        cover the source repository) has started an upload instead; it is
+        cancelled and ``False`` returned, so the caller copies the blob.
+        """
+        validate_digest(digest)
+        what = f"blob mount {from_repository}@{digest} into {repository}"
+        resp = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+            repository=repository, actions="pull,push", what=what, ok=(201, 202),
+        )
+        resp.close()
+        if resp.status_code == 201:
+            return True
+        location = resp.headers.get("Location")
+        if location:
+            cancel = self.request(
+                "DELETE", location if not location.startswith("/") else self._url(location), repository=repository,
+                actions="pull,push", what=f"cancel of {what}", ok=(202, 204), allow_missing=True,
+            )
+            cancel.close()
+        return False
+
 
 def _error_detail(resp: requests.Response) -> str:
     try:

@@ -16,7 +16,8 @@ Keys (camelCase in YAML, snake_case here)::
     modelops:registry         sku (Basic|Standard|Premium), resourceGroup
     modelops:aks              kubernetesVersion, systemPool{vmSize,count},
                               workerPool{vmSize,minCount,maxCount,osDiskSizeGb}
-    modelops:workspace        namespace, workers, threads, cpu, memory, image, imageTag,
+    modelops:workspace        namespace, workers, threads, cpu, memory, image, baseImage,
+                              extraPackages, imageTag,
                               bundleRepository, cacheSize, scheduler{cpu,memory},
                               autoscale{enabled,minReplicas,maxReplicas,targetCpuUtilization}
     modelops:smokeTest        enabled, bundle, timeout, triggers
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from modelops_infra.errors import ConfigurationError
+from modelops_infra.errors import ConfigurationError, ReferenceError_
 from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
 
 __all__ = [
@@ -59,6 +60,13 @@ logger = logging.getLogger(__name__)
 CONFIG_NAMESPACE = "modelops"
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 CLOUDS = ("azure", "local")
+
+#: The worker image's default base: a slim official Python image of the clients' Python version.
+#: TODO(issue 9): pin by digest (``@sha256:…``) once it has been checked against Docker Hub; the
+#: machines this was written on cannot reach any public container registry.
+DEFAULT_BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
+#: Installed into the worker image beside ``modelops-infra[azure]`` and uv (bokeh renders the dashboard).
+DEFAULT_EXTRA_PACKAGES = ("bokeh>=3.1",)
 
 #: Top-level keys that hold structured objects, and those that hold scalars.
 _OBJECT_KEYS = ("registry", "aks", "workspace", "smokeTest", "local")
@@ -132,8 +140,14 @@ class WorkspaceConfig:
     threads: int | None = None
     cpu: str = "2"
     memory: str = "8Gi"
-    #: Full image reference; ``None`` means ``<login_server>/modelops/dask-worker:<image_tag>``.
+    #: Full image reference (any prebuilt image, by tag or digest); ``None`` builds the image in the stack
+    #: (``WorkerImage`` from ``base_image``, pushed to ``<login_server>/modelops/dask-worker``, used by digest).
     image: str | None = None
+    #: The base of the built image: ``registry/repository[:tag|@digest]``, linux/amd64, the clients' Python.
+    base_image: str = DEFAULT_BASE_IMAGE
+    #: Packages installed into the built image beside ``modelops-infra[azure]`` and uv.
+    extra_packages: tuple[str, ...] = DEFAULT_EXTRA_PACKAGES
+    #: A tag given to the built image as well (the Deployments use its digest).
     image_tag: str = "latest"
     bundle_repository: str = "modelops/bundles"
     #: The workers' bundle cache volume; the LRU cap is derived from it (:attr:`cache_max_bytes`).
@@ -313,7 +327,7 @@ def _parse_workspace(raw: Mapping[str, Any]) -> WorkspaceConfig:
     _reject_unknown(
         raw,
         (
-            "namespace", "workers", "threads", "cpu", "memory", "image", "imageTag",
+            "namespace", "workers", "threads", "cpu", "memory", "image", "baseImage", "extraPackages", "imageTag",
             "bundleRepository", "cacheSize", "scheduler", "autoscale",
         ),
         prefix=p,
@@ -354,6 +368,14 @@ def _parse_workspace(raw: Mapping[str, Any]) -> WorkspaceConfig:
 
     namespace = _str(raw, "namespace", default=d.namespace, prefix=p)
     _check_dns_label(namespace, _key(p, "namespace"))
+    base_image = _str(raw, "baseImage", default=d.base_image, prefix=p)
+    _check_image_reference(base_image, _key(p, "baseImage"))
+    extra_raw = raw.get("extraPackages", list(d.extra_packages))
+    if extra_raw is None:
+        extra_raw = []
+    if not isinstance(extra_raw, list) or not all(isinstance(x, str) and x.strip() for x in extra_raw):
+        raise ConfigurationError(f"{_key(p, 'extraPackages')}: expected a list of requirement strings, "
+                                 f"got {extra_raw!r}", key=_key(p, "extraPackages"))
     return WorkspaceConfig(
         namespace=namespace,
         workers=_int(raw, "workers", default=d.workers, prefix=p, minimum=0),
@@ -361,6 +383,8 @@ def _parse_workspace(raw: Mapping[str, Any]) -> WorkspaceConfig:
         cpu=cpu,
         memory=memory,
         image=_opt_str(raw, "image", prefix=p),
+        base_image=base_image,
+        extra_packages=tuple(extra_raw),
         image_tag=_str(raw, "imageTag", default=d.image_tag, prefix=p),
         bundle_repository=_str(raw, "bundleRepository", default=d.bundle_repository, prefix=p),
         cache_size=cache_size,
@@ -525,6 +549,19 @@ def _check_bounds(low: int, high: int, low_name: str, high_name: str) -> None:
             hint="the minimum must not exceed the maximum",
             key=_key(low_name),
         )
+
+
+def _check_image_reference(value: str, key: str) -> None:
+    from modelops_infra.bundles._reference import Reference
+
+    try:
+        ref = Reference.parse(value)
+    except ReferenceError_ as exc:
+        raise ConfigurationError(f"{key}: {exc.message}", key=key) from exc
+    if ref.registry is None:
+        raise ConfigurationError(f"{key}: {value!r} names no registry",
+                                 hint="write registry/repository[:tag|@sha256:...], e.g. docker.io/library/python:3.11-slim",
+                                 key=key)
 
 
 def _check_dns_label(value: str, key: str) -> None:

@@ -14,7 +14,8 @@ Dispatch on ``modelops:cloud``:
 
 Stack outputs (Azure): ``acr_login_server``, ``registry_name``, ``registry_id``,
 ``resource_group_name``, ``cluster_name``, ``kubeconfig`` (secret),
-``namespace``, ``scheduler_address``, ``dashboard_url``; plus
+``namespace``, ``scheduler_address``, ``dashboard_url``, ``worker_image`` (what the pods
+run, by digest unless overridden); plus
 ``smoke_test_bundle_ref`` and ``smoke_test_result`` when the smoke test runs.
 """
 
@@ -155,6 +156,8 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
             scheduler_cpu=ws.scheduler.cpu,
             scheduler_memory=ws.scheduler.memory,
             image=ws.image,
+            base_image=ws.base_image,
+            extra_packages=ws.extra_packages,
             image_tag=ws.image_tag,
             bundle_repository=ws.bundle_repository,
             cache_size=ws.cache_size,
@@ -172,6 +175,7 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         "namespace": workspace.namespace,
         "scheduler_address": workspace.scheduler_address,
         "dashboard_url": workspace.dashboard_url,
+        "worker_image": workspace.image,
     }
     smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=cluster.kubeconfig)
     if smoke is not None:

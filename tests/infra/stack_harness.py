@@ -44,6 +44,8 @@ current-context: modelops
 """
 
 ACR_PULL_GUID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+WORKER_IMAGE_TYPE = "pulumi-python:dynamic/modelops:WorkerImage"
+WORKER_IMAGE_DIGEST = "sha256:" + "ab" * 32
 
 
 @dataclass
@@ -146,6 +148,10 @@ class AzureMocks(pulumi.runtime.Mocks):
         if typ == "azure-native:authorization:RoleAssignment":
             state["name"] = inputs["roleAssignmentName"]
             return f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{state['name']}", state
+        if typ == WORKER_IMAGE_TYPE:  # what WorkerImageProvider.create returns, without building anything
+            state.update(image_ref=f"{inputs['target']}@{WORKER_IMAGE_DIGEST}", digest=WORKER_IMAGE_DIGEST,
+                         layer_digest="sha256:" + "cd" * 32, base_digest="sha256:" + "ef" * 32)
+            return f"worker-image-{WORKER_IMAGE_DIGEST[7:23]}", state
         if typ.startswith("kubernetes:"):
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}", state

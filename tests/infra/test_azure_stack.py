@@ -33,6 +33,8 @@ from tests.infra.stack_harness import (
     OIDC_ISSUER,
     REPO_ROOT,
     SUBSCRIPTION_ID,
+    WORKER_IMAGE_DIGEST,
+    WORKER_IMAGE_TYPE,
     AzureMocks,
     Run,
     containers,
@@ -280,7 +282,7 @@ def test_worker_env_registry_is_the_registry_login_server_output(dev: Run) -> No
         assert env["MODELOPS_BUNDLE_REGISTRY"] == login_server
         assert env["MODELOPS_BUNDLE_REPOSITORY"] == "modelops/bundles"
         assert env["AZURE_CLIENT_ID"] == IDENTITY_CLIENT_ID
-        assert c["image"] == f"{login_server}/modelops/dask-worker:0.1.0"
+        assert c["image"] == f"{login_server}/modelops/dask-worker@{WORKER_IMAGE_DIGEST}"
     assert env_of(_worker(dev))["MODELOPS_BUNDLE_CACHE_DIR"] == "/var/cache/modelops/bundles"
 
 
@@ -289,7 +291,7 @@ def test_worker_env_registry_follows_a_changed_login_server() -> None:
     assert run.outputs["acr_login_server"] == "elsewhere42.azurecr.io"
     assert env_of(_worker(run))["MODELOPS_BUNDLE_REGISTRY"] == "elsewhere42.azurecr.io"
     assert env_of(_scheduler(run))["MODELOPS_BUNDLE_REGISTRY"] == "elsewhere42.azurecr.io"
-    assert _worker(run)["image"] == "elsewhere42.azurecr.io/modelops/dask-worker:0.1.0"
+    assert _worker(run)["image"] == f"elsewhere42.azurecr.io/modelops/dask-worker@{WORKER_IMAGE_DIGEST}"
 
 
 def test_bundle_cache_is_an_empty_dir_with_a_size_limit(dev: Run) -> None:
@@ -350,6 +352,31 @@ def test_image_can_be_overridden_in_config() -> None:
     run = run_program(cfg)
     assert _worker(run)["image"] == "ghcr.io/acme/worker:7"
     assert _scheduler(run)["image"] == "ghcr.io/acme/worker:7"
+    assert run.of_type(WORKER_IMAGE_TYPE) == [], "an image override builds nothing"
+
+
+def test_deployments_run_the_image_the_stack_builds_by_digest_not_by_tag(dev: Run) -> None:
+    image = dev.one(WORKER_IMAGE_TYPE)
+    login_server = dev.outputs["acr_login_server"]
+    assert image.parent == dev.one("modelops:infra:DaskWorkspace").urn
+    assert image.inputs["target"] == f"{login_server}/modelops/dask-worker", "pushed to the stack's own registry"
+    assert image.inputs["base_image"] == "docker.io/library/python:3.11-slim-bookworm"
+    assert image.inputs["extra_packages"] == ["bokeh>=3.1"]
+    assert image.inputs["python_version"] == "%d.%d" % sys.version_info[:2]
+    assert image.inputs["install_hash"].startswith("sha256:"), "the install hash is computed by the program"
+    assert image.inputs["tag"] == "0.1.0", "imageTag still names the build, for people"
+    for c in (_worker(dev), _scheduler(dev)):
+        assert c["image"] == f"{login_server}/modelops/dask-worker@{WORKER_IMAGE_DIGEST}"
+    deployments = [dev.named("dask-workers"), dev.named("dask-scheduler")]
+    assert all(image.urn in d.dependencies for d in deployments), "the pods wait for the image"
+
+
+def test_base_image_and_extra_packages_come_from_config() -> None:
+    cfg = stack_config("dev", {**NO_SMOKE, "modelops:workspace": {
+        "baseImage": "mcr.microsoft.com/azurelinux/base/python:3.11", "extraPackages": []}})
+    image = run_program(cfg).one(WORKER_IMAGE_TYPE)
+    assert image.inputs["base_image"] == "mcr.microsoft.com/azurelinux/base/python:3.11"
+    assert image.inputs["extra_packages"] == []
 
 
 def test_hpa_is_created_only_when_autoscale_is_enabled(dev: Run) -> None:
@@ -402,6 +429,7 @@ def test_stack_outputs_are_exported_and_kubeconfig_is_secret(monkeypatch: pytest
     assert run.outputs["namespace"] == "modelops"
     assert run.outputs["scheduler_address"] == "tcp://dask-scheduler.modelops.svc.cluster.local:8786"
     assert run.outputs["dashboard_url"] == "http://dask-scheduler.modelops.svc.cluster.local:8787"
+    assert run.outputs["worker_image"].endswith(f"/modelops/dask-worker@{WORKER_IMAGE_DIGEST}")
 
 
 def test_every_child_has_its_component_as_parent(dev: Run) -> None:
@@ -435,7 +463,7 @@ def test_stack_reference_variant_reads_acr_login_server_from_the_infra_stack() -
     assert ref.name == "acme/modelops/infra"
     assert run.of_type("azure-native:containerregistry:Registry") == [], "no second registry is created"
     assert env_of(_worker(run))["MODELOPS_BUNDLE_REGISTRY"] == "sharedacr77.azurecr.io"
-    assert _worker(run)["image"] == "sharedacr77.azurecr.io/modelops/dask-worker:0.1.0"
+    assert _worker(run)["image"] == f"sharedacr77.azurecr.io/modelops/dask-worker@{WORKER_IMAGE_DIGEST}"
     assert run.outputs["acr_login_server"] == "sharedacr77.azurecr.io"
     for a in run.of_type("azure-native:authorization:RoleAssignment"):
         assert a.inputs["scope"] == infra_outputs["registry_id"]
@@ -511,6 +539,9 @@ def test_workspace_component_refuses_a_cache_too_small_for_a_cap_before_creating
         ),
         ({"modelops:aks": {"workerPool": {"maxCnt": 2}}}, "unknown configuration key modelops:aks.workerPool.maxCnt"),
         ({"modelops:cloud": "gcp"}, "modelops:cloud: unknown cloud 'gcp'"),
+        ({"modelops:workspace": {"baseImage": "python:3.11"}}, "modelops:workspace.baseImage: 'python:3.11' names no"),
+        ({"modelops:workspace": {"baseImage": "docker.io/Python:3.11"}}, "modelops:workspace.baseImage: malformed"),
+        ({"modelops:workspace": {"extraPackages": "bokeh"}}, "modelops:workspace.extraPackages: expected a list"),
     ],
 )
 def test_invalid_config_fails_before_any_resource_with_the_key_named(override: dict[str, Any], message: str) -> None:

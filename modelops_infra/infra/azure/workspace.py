@@ -9,10 +9,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity
 
-from modelops_infra.errors import ConfigurationError
+from modelops_infra.errors import ConfigurationError, ImageBuildError
 from modelops_infra.infra.azure import k8s_specs as specs
 from modelops_infra.infra.azure.roles import acr_pull_assignment
-from modelops_infra.infra.config import AutoscaleConfig
+from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, DEFAULT_EXTRA_PACKAGES, AutoscaleConfig
 from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
 
 __all__ = ["DaskWorkspace", "DaskWorkspaceArgs", "WORKER_IMAGE_REPOSITORY"]
@@ -32,10 +32,14 @@ class DaskWorkspaceArgs:
     ``MODELOPS_BUNDLE_REGISTRY`` and the default image's registry.
     ``registry_id`` scopes the workspace identity's AcrPull grant; ``None``
     skips the grant (the registry is managed, and granted, elsewhere).
-    ``threads=None`` derives ``--nthreads`` from ``cpu``; ``image=None`` means
-    ``<login_server>/modelops/dask-worker:<image_tag>``. ``cache_size`` is the
-    workers' bundle cache volume; their ``MODELOPS_BUNDLE_CACHE_MAX_BYTES`` is
-    derived from it (:func:`~modelops_infra.infra.quantities.bundle_cache_cap`).
+    ``threads=None`` derives ``--nthreads`` from ``cpu``. ``image=None`` builds
+    the image in the stack: a ``WorkerImage`` child assembles ``base_image`` +
+    this checkout (``checkout=None``: the one ``modelops_infra`` is imported
+    from) + ``extra_packages``, pushes it to ``<login_server>/modelops/dask-worker``
+    (also tagged ``image_tag``), and the Deployments name it by digest.
+    ``cache_size`` is the workers' bundle cache volume; their
+    ``MODELOPS_BUNDLE_CACHE_MAX_BYTES`` is derived from it
+    (:func:`~modelops_infra.infra.quantities.bundle_cache_cap`).
     """
 
     provider: k8s.Provider
@@ -52,6 +56,9 @@ class DaskWorkspaceArgs:
     scheduler_cpu: str = "1"
     scheduler_memory: str = "2Gi"
     image: pulumi.Input[str] | None = None
+    base_image: str = DEFAULT_BASE_IMAGE
+    extra_packages: tuple[str, ...] = DEFAULT_EXTRA_PACKAGES
+    checkout: str | None = None
     image_tag: str = "latest"
     bundle_repository: str = "modelops/bundles"
     cache_size: str = "10Gi"
@@ -70,7 +77,7 @@ class DaskWorkspace(pulumi.ComponentResource):
 
     Outputs: ``namespace``, ``scheduler_address``
     (``tcp://<svc>.<ns>.svc.cluster.local:8786``), ``dashboard_url``,
-    ``scheduler_service``, ``identity_client_id``.
+    ``scheduler_service``, ``identity_client_id``, ``image`` (what the pods run).
 
     Raises :class:`ConfigurationError` for malformed quantities, a cache size
     too small to leave an LRU cap, or a negative worker count, before creating
@@ -82,6 +89,7 @@ class DaskWorkspace(pulumi.ComponentResource):
     dashboard_url: pulumi.Output[str]
     scheduler_service: pulumi.Output[str]
     identity_client_id: pulumi.Output[str]
+    image: pulumi.Output[str]
 
     def __init__(self, name: str, args: DaskWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         sizes = _validate(name, args)
@@ -134,9 +142,7 @@ class DaskWorkspace(pulumi.ComponentResource):
             opts=k8s_opts,
         )
 
-        image = args.image if args.image is not None else pulumi.Output.concat(
-            args.login_server, f"/{WORKER_IMAGE_REPOSITORY}:{args.image_tag}"
-        )
+        image = args.image if args.image is not None else self._worker_image(name, args).image_ref
         env = specs.bundle_env(
             login_server=args.login_server,
             repository=args.bundle_repository,
@@ -223,6 +229,7 @@ class DaskWorkspace(pulumi.ComponentResource):
             lambda v: f"http://{v[0]}.{v[1]}.svc.cluster.local:{specs.DASHBOARD_PORT}"
         )
         self.identity_client_id = identity.client_id
+        self.image = pulumi.Output.from_input(image)
         self.scheduler = scheduler
         self.workers = workers
         self.register_outputs(
@@ -232,7 +239,30 @@ class DaskWorkspace(pulumi.ComponentResource):
                 "dashboard_url": self.dashboard_url,
                 "scheduler_service": self.scheduler_service,
                 "identity_client_id": self.identity_client_id,
+                "image": self.image,
             }
+        )
+
+    def _worker_image(self, name: str, args: DaskWorkspaceArgs) -> pulumi.Resource:
+        """The image built by the stack (``WorkerImage``), pushed to the workspace's registry."""
+        from modelops_infra.infra.image import default_checkout
+        from modelops_infra.infra.image.provider import WorkerImage, WorkerImageArgs
+
+        try:
+            checkout = args.checkout or str(default_checkout())
+        except ImageBuildError as exc:
+            raise ConfigurationError(f"DaskWorkspace {name!r}: {exc.message}", hint=exc.hint,
+                                     key="modelops:workspace.image") from exc
+        return WorkerImage(
+            f"{name}-image",
+            WorkerImageArgs(
+                base_image=args.base_image,
+                target=pulumi.Output.concat(args.login_server, f"/{WORKER_IMAGE_REPOSITORY}"),
+                checkout=checkout,
+                extra_packages=list(args.extra_packages),
+                tag=args.image_tag,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
 

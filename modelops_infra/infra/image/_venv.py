@@ -1,0 +1,215 @@
+"""The worker install as a relocatable virtual environment, built on this host with uv.
+
+Steps (each a subprocess, allow-listed environment, as bundle environments are built):
+
+1. copy the checkout's package files (``pyproject.toml``, ``README.md``,
+   ``modelops_infra/``) into the work directory, because building a project
+   writes ``build/`` and ``*.egg-info`` beside its sources;
+2. ``uv build --wheel`` of that copy;
+3. ``uv venv --relocatable`` with a host interpreter of the image's ``major.minor``;
+4. ``uv pip install --only-binary :all: --python-platform x86_64-manylinux_2_28``
+   of the wheel with its extras, plus ``uv`` and the extra packages, copying
+   files out of uv's cache (``UV_LINK_MODE=copy``);
+5. drop ``direct_url.json`` and ``uv_cache.json`` (they name the work directory and its times);
+6. byte-compile with ``--invalidation-mode unchecked-hash`` and paths as seen
+   in the image: the layer's mtimes are zero, so timestamp-checked ``.pyc``
+   files would be stale, and a read-only root cannot rewrite them.
+
+Only files under ``work`` and ``venv`` are written; the caller removes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelops_infra.bundles._envbuild import _run, _tool_env, redact, uv_binary
+from modelops_infra.errors import ImageBuildError, RequirementsError
+
+__all__ = ["WorkerInstall", "build_venv", "checkout_files", "default_checkout", "find_build_python"]
+
+log = logging.getLogger(__name__)
+
+#: The target every wheel is chosen for, whatever host builds the image.
+PYTHON_PLATFORM = "x86_64-manylinux_2_28"
+_TOP_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "setup.py")
+_PACKAGE_DIR = "modelops_infra"
+_NO_WHEEL = re.compile(r"attempted to build `([^`]+)`|`?([A-Za-z0-9_.-]+)`?[^.]*? has no wheels? with a matching")
+
+
+def default_checkout() -> Path:
+    """The checkout this ``modelops_infra`` was imported from (an editable install or ``PYTHONPATH``).
+
+    Raises :class:`ImageBuildError` (input ``checkout``) when the package is not
+    in a checkout, e.g. installed from a wheel: then there is nothing to build from.
+    """
+    import modelops_infra
+
+    root = Path(modelops_infra.__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise ImageBuildError(f"modelops_infra at {root} is not a checkout (no pyproject.toml): cannot build the "
+                              "worker image from it", hint="set modelops:workspace.image to a prebuilt image",
+                              stage="install", input="checkout")
+    return root
+
+
+def checkout_files(checkout: Path) -> list[str]:
+    """The files of ``checkout`` that make the install, relative and sorted (no caches, no ``.pyc``)."""
+    out = [name for name in _TOP_FILES if (checkout / name).is_file()]
+    for dirpath, dirnames, filenames in os.walk(checkout / _PACKAGE_DIR):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.endswith(".egg-info"))
+        rel = Path(dirpath).relative_to(checkout)
+        out.extend(str(rel / f) for f in filenames if not f.endswith((".pyc", ".pyo")))
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class WorkerInstall:
+    """What goes into the venv: ``<checkout>[extras]``, ``uv``, and ``extra_packages``.
+
+    ``index_url`` (may hold credentials) is passed to uv through its environment,
+    never on a command line, and is not part of :meth:`content_hash`.
+    """
+
+    checkout: Path
+    extras: tuple[str, ...] = ("azure",)
+    extra_packages: tuple[str, ...] = ()
+    index_url: str | None = field(default=None, repr=False)
+
+    def content_hash(self, python_version: str) -> str:
+        """``sha256:`` of the checkout's files (names and bytes), extras, packages and Python version.
+
+        Equal hashes mean an equal install request; the Pulumi resource
+        rebuilds only when this (or the base) changes.
+        """
+        h = hashlib.sha256()
+        for rel in checkout_files(self.checkout):
+            data = (self.checkout / rel).read_bytes()
+            h.update(f"{rel}\0{len(data)}\0".encode())
+            h.update(data)
+        h.update(("\0".join(["extras", *self.extras, "packages", *self.extra_packages, "python", python_version,
+                             "platform", PYTHON_PLATFORM])).encode())
+        return "sha256:" + h.hexdigest()
+
+    def requirements(self, wheel: Path) -> list[str]:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return [f"modelops-infra{extras} @ {wheel.as_uri()}", "uv", *self.extra_packages]
+
+
+def _version_of(python: str) -> str | None:
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def find_build_python(version: str, candidates: Iterable[str] | None = None) -> str:
+    """A host interpreter of ``major.minor`` ``version`` to build the venv with.
+
+    Tries the running interpreter, then ``python<version>`` on ``PATH``. Raises
+    :class:`ImageBuildError` (stage ``python``) when none matches.
+    """
+    tried = list(candidates) if candidates is not None else [sys.executable, shutil.which(f"python{version}") or ""]
+    for python in filter(None, tried):
+        if _version_of(python) == version:
+            return python
+    raise ImageBuildError(
+        f"no Python {version} on this host to build the worker venv with (tried {', '.join(filter(None, tried))})",
+        hint=f"install python{version}, or choose a base image of this host's Python version",
+        stage="python", input="base_image",
+    )
+
+
+def _copy_checkout(install: WorkerInstall, dest: Path) -> None:
+    files = checkout_files(install.checkout)
+    if "pyproject.toml" not in files:
+        raise ImageBuildError(f"checkout {install.checkout} has no pyproject.toml", stage="install", input="checkout")
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(install.checkout / rel, target)
+
+
+_BUILD_SPECIFIC = ("direct_url.json", "uv_cache.json")
+
+
+def _drop_build_specific(site_packages: Path) -> None:
+    """Remove the files that differ per build, and their RECORD lines.
+
+    ``direct_url.json`` names the build's work directory; uv's ``uv_cache.json``
+    holds the local source's timestamps.
+    """
+    for name in _BUILD_SPECIFIC:
+        for path in sorted(site_packages.glob(f"*.dist-info/{name}")):
+            record = path.parent / "RECORD"
+            if record.is_file():
+                rel = f"{path.parent.name}/{name},"
+                lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+                record.write_text("".join(ln for ln in lines if not ln.startswith(rel)), encoding="utf-8")
+            path.unlink()
+
+
+def _install_error(exc: RequirementsError, install: WorkerInstall, version: str) -> ImageBuildError:
+    detail = str(getattr(exc, "detail", "") or exc)
+    match = _NO_WHEEL.search(detail)
+    target = f"CPython {version} on {PYTHON_PLATFORM}"
+    if match:
+        name = match.group(1) or match.group(2)
+        message = f"package {name} has no wheel for {target} (worker install: {', '.join(install.extra_packages) or 'modelops-infra'})"
+        return ImageBuildError(message, hint="pin a version that publishes a manylinux wheel, or drop the package",
+                               stage="install", input="extra_packages", package=name, detail=detail)
+    return ImageBuildError(f"installing the worker venv for {target} failed: {detail}", stage="install",
+                           input="extra_packages", detail=detail)
+
+
+def build_venv(install: WorkerInstall, venv: Path, work: Path, *, python: str, python_version: str,
+               image_venv: str = "/opt/venv", timeout: float = 1800.0) -> None:
+    """Build the worker venv at ``venv`` (its files as they will be at ``image_venv`` in the image).
+
+    Raises :class:`ImageBuildError` (stage ``install``) naming the package
+    without a wheel for the target, or uv's message otherwise.
+    """
+    uv = uv_binary()
+    env = _tool_env(work)
+    env.pop("UV_CACHE_DIR")  # uv's own cache, shared between builds: a rebuild downloads nothing
+    if "UV_CACHE_DIR" in os.environ:
+        env["UV_CACHE_DIR"] = os.environ["UV_CACHE_DIR"]
+    env["UV_LINK_MODE"] = "copy"  # the layer must hold files, not links into uv's cache
+    if install.index_url:
+        env["UV_DEFAULT_INDEX"] = install.index_url
+        env.pop("UV_INDEX_URL", None)
+    src, dist = work / "src", work / "dist"
+    _copy_checkout(install, src)
+    try:
+        _run([uv, "build", "--no-config", "--quiet", "--wheel", "--python", python, "--out-dir", str(dist), str(src)],
+             work=work, what=f"building the wheel of {install.checkout}", timeout=timeout, env=env)
+        wheels = sorted(dist.glob("*.whl"))
+        if len(wheels) != 1:
+            raise ImageBuildError(f"uv build of {install.checkout} gave {len(wheels)} wheels, expected 1",
+                                  stage="install", input="checkout")
+        _run([uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", python, str(venv)],
+             work=work, what="uv venv for the worker image", timeout=300, env=env)
+        argv = [uv, "pip", "install", "--quiet", "--no-config", "--python", str(venv / "bin" / "python"),
+                "--only-binary", ":all:", "--python-platform", PYTHON_PLATFORM, *install.requirements(wheels[0])]
+        _run(argv, work=work, what="installing the worker venv", timeout=timeout, env=env)
+    except RequirementsError as exc:
+        raise _install_error(exc, install, python_version) from None
+    site = venv / "lib" / f"python{python_version}" / "site-packages"
+    _drop_build_specific(site)
+    compile_argv = [python, "-m", "compileall", "-q", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    "-s", str(venv), "-p", image_venv, str(venv / "lib")]
+    proc = subprocess.run(compile_argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=work)
+    if proc.returncode != 0:
+        # Some wheels ship files that are not valid Python (templates, py2 samples); they stay source only.
+        log.info("byte-compiling the worker venv skipped some files: %s", redact(proc.stdout + proc.stderr)[-500:])
+

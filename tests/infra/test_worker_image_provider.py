@@ -1,0 +1,91 @@
+"""The ``WorkerImage`` dynamic provider: check resolves the base, diff rebuilds only on what matters, create builds.
+
+``check`` and ``create`` run against a real registry on loopback; the base is a
+tiny one-layer image holding ``/usr/bin/python3.11`` (the venv is built on this
+host, so the base's interpreter is only a path here).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from pulumi.runtime.rpc import UNKNOWN
+
+from modelops_infra.bundles import RegistryClient
+from modelops_infra.infra.image import WorkerInstall
+from modelops_infra.infra.image.provider import REBUILD_KEYS, WorkerImageProvider
+from tests.image.services import PushedImage, push_tiny_image
+from tests.services import REPO_ROOT, Registry, free_port
+
+PYTHON = "%d.%d" % sys.version_info[:2]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(registry: Registry) -> PushedImage:
+    with RegistryClient(registry.address) as client:
+        return push_tiny_image(client, "base/tiny", "py", files={f"usr/bin/python{PYTHON}": b""})
+
+
+def _inputs(registry: Registry, **over: Any) -> dict[str, Any]:
+    props = {
+        "base_image": f"{registry.address}/base/tiny:py",
+        "target": f"{registry.address}/provider/worker",
+        "checkout": str(REPO_ROOT),
+        "extra_packages": [],
+        "tag": "t1",
+        "python_version": PYTHON,
+        "install_hash": WorkerInstall(REPO_ROOT, extra_packages=()).content_hash(PYTHON),
+        "base_digest": None,
+    }
+    props.update(over)
+    return props
+
+
+def test_check_pins_the_base_to_its_linux_amd64_digest(registry: Registry, tiny_base: PushedImage) -> None:
+    result = WorkerImageProvider().check({}, _inputs(registry))
+    assert result.failures == []
+    assert result.inputs["base_digest"] == tiny_base.digest
+
+
+def test_check_fails_preview_naming_an_unreachable_base() -> None:
+    base = f"127.0.0.1:{free_port()}/base/python:3.11"
+    result = WorkerImageProvider().check({}, {"base_image": base, "target": UNKNOWN})
+    assert [f.property for f in result.failures] == ["base_image"]
+    assert base in result.failures[0].reason and "unreachable" in result.failures[0].reason
+
+
+def test_check_accepts_a_target_that_is_not_known_at_preview(registry: Registry, tiny_base: PushedImage) -> None:
+    assert WorkerImageProvider().check({}, _inputs(registry, target=UNKNOWN)).failures == []
+
+
+@pytest.mark.parametrize("key", REBUILD_KEYS)
+def test_a_change_of_each_rebuild_input_rebuilds(key: str) -> None:
+    olds = {k: "old" for k in (*REBUILD_KEYS, "tag")}
+    assert WorkerImageProvider().diff("id", olds, {**olds, key: "new"}).changes
+
+
+def test_nothing_else_rebuilds_and_a_tag_change_keeps_the_image() -> None:
+    olds = {**{k: "same" for k in REBUILD_KEYS}, "tag": "a", "checkout": "/one", "image_ref": "r@sha256:x",
+            "digest": "sha256:x", "layer_digest": "sha256:y"}
+    provider = WorkerImageProvider()
+    assert not provider.diff("id", olds, {**olds, "checkout": "/elsewhere"}).changes
+    assert provider.diff("id", olds, {**olds, "tag": "b"}).changes
+    outs = provider.update("id", olds, {**olds, "tag": "b"}).outs  # builds nothing: no registry here
+    assert (outs["image_ref"], outs["digest"], outs["tag"]) == ("r@sha256:x", "sha256:x", "b")
+
+
+def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Registry, tiny_base: PushedImage) -> None:
+    provider = WorkerImageProvider()
+    checked = provider.check({}, _inputs(registry)).inputs
+    created = provider.create(checked)
+    outs = created.outs
+    assert outs["image_ref"] == f"{registry.address}/provider/worker@{outs['digest']}"
+    assert created.id.startswith("worker-image-")
+    with RegistryClient(registry.address) as client:
+        assert client.manifest_exists("provider/worker", outs["digest"])
+        assert client.resolve("provider/worker", "t1") == outs["digest"], "the tag names the same manifest"
+    again = provider.check(outs, _inputs(registry))
+    assert not provider.diff(created.id, outs, again.inputs).changes, "a no-op up must not rebuild"
+    assert not any(k.startswith("__") or "password" in k or "credential" in k for k in outs), sorted(outs)
