@@ -14,7 +14,7 @@ from typing import Any
 from modelops_infra.bundles._cache import BundleCache, LocalBundle
 from modelops_infra.bundles._envbuild import BuildOptions, download_wheels
 from modelops_infra.bundles._envspec import ENVIRONMENT_FILES, PythonTarget, environment_key, find_environment
-from modelops_infra.bundles._oci import CODE_LAYER_MEDIA_TYPE, WHEEL_LAYER_MEDIA_TYPE, parse_oci_manifest
+from modelops_infra.bundles._layout import BundleLayout, CodeLayer, WheelLayer
 from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, pack_bundle
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
@@ -191,11 +191,12 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
     env_files: dict[str, bytes] = {}
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
-        parsed = parse_oci_manifest(raw)
+        layout = BundleLayout.from_manifest(raw, source=f"{pinned.repository}@{pinned.digest}")
         config = io.BytesIO()
-        client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, config)
-        for layer in parsed.layers:
-            if layer.media_type == CODE_LAYER_MEDIA_TYPE:
+        client.download_blob(pinned.repository, layout.config.digest, layout.config.size, config)
+        for entry in layout.layers:
+            layer = entry.descriptor
+            if isinstance(entry, CodeLayer):
                 code = io.BytesIO()
                 client.download_blob(pinned.repository, layer.digest, layer.size, code)
                 code.seek(0)
@@ -208,20 +209,20 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
                             handle = tar.extractfile(member)
                             if handle is not None:
                                 env_files[member.name] = handle.read()
-            elif layer.media_type == WHEEL_LAYER_MEDIA_TYPE:
+            elif isinstance(entry, WheelLayer):
                 wheels.append({"file": layer.title, "digest": layer.digest, "size": layer.size})
             else:
                 files.append({"path": layer.title or layer.digest, "size": layer.size, "layer": layer.digest})
     return {
         "reference": str(pinned),
         "mediaType": media_type,
-        "artifactType": parsed.artifact_type,
-        "annotations": parsed.annotations,
+        "artifactType": layout.artifact_type,
+        "annotations": layout.annotations,
         "bundle": json.loads(config.getvalue()),
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
-                   for l in parsed.layers],
+                   for l in layout.descriptors],
         "files": sorted(files, key=lambda f: f["path"]),
         "environment": _environment_summary(env_files, [w["digest"] for w in wheels]),
         "wheels": wheels,
-        "total_bytes": sum(l.size for l in parsed.layers) + parsed.config.size,
+        "total_bytes": layout.total_size,
     }
