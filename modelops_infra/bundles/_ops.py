@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -138,8 +139,14 @@ def resolve_reference(ref: Reference | str, *, settings: BundleSettings | None =
 
 
 def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSettings | None = None,
-                progress: ProgressCallback | None = None) -> LocalBundle:
-    """Fetch (verified, through the cache) and copy the bundle tree to ``dest``, which must not exist."""
+                progress: ProgressCallback | None = None, verify: bool = False) -> LocalBundle:
+    """Fetch (verified, through the cache) and copy the bundle tree to ``dest``, which must be absent or empty.
+
+    The cache entry is leased while it is copied, so another process's eviction
+    cannot remove it half-way. The copy is writable (``0644``/``0755``) and holds
+    no ``__pycache__``. With ``verify`` every cached file is hashed again first
+    (not only checked by size and mtime); a broken entry is fetched again.
+    """
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
@@ -149,9 +156,28 @@ def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSetti
     cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
                         max_extract_bytes=settings.max_extract_bytes)
     with _client_for(pinned.registry, settings) as client:
-        local, _ = cache.ensure(pinned.repository, pinned.digest, client=client, progress=progress)
-    shutil.copytree(local.path, target, symlinks=True, dirs_exist_ok=True)
+        local, lease = cache.ensure_leased(pinned.repository, pinned.digest, client=client, progress=progress,
+                                           rehash=verify)
+    with lease:
+        _copy_tree(local.path, target)
     return local
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy a cached (read-only) tree to ``dest`` with writable modes, links as links, no ``__pycache__``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        out = dest / Path(dirpath).relative_to(src)
+        for name in (*dirnames, *filenames):
+            source, target = Path(dirpath, name), out / name
+            if source.is_symlink():  # os.walk does not descend into a link to a directory either
+                os.symlink(os.readlink(source), target)
+            elif source.is_dir():
+                target.mkdir(0o755)
+            else:
+                shutil.copyfile(source, target, follow_symlinks=False)
+                os.chmod(target, 0o755 if source.lstat().st_mode & 0o111 else 0o644)
 
 
 _ENV_FILE_NAMES = frozenset({*ENVIRONMENT_FILES, "pyproject.toml"})

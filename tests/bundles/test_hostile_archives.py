@@ -152,7 +152,7 @@ def test_a_safe_hand_made_bundle_with_inside_links_is_accepted(client, tmp_path)
              (member("copy.py", tarfile.LNKTYPE, linkname="pkg/mod.py"), None)]
     digest = push_raw(client, "tests/hostile", [code_layer(code_tar(*extra, name="benign"))])
     cache = BundleCache(tmp_path / "cache")
-    local, _ = cache.ensure("tests/hostile", digest, client=client)
+    local = cache.ensure("tests/hostile", digest, client=client)
     assert (local.path / "pkg/alias.py").read_text() == "A = 1\n"
     assert (local.path / "copy.py").read_text() == "A = 1\n"
     assert cache.entries() == [digest]
