@@ -20,7 +20,7 @@ from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, p
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._settings import BundleSettings
-from modelops_infra.bundles._validate import require_valid_bundle
+from modelops_infra.bundles._validate import require_valid_bundle, tool_dirs
 from modelops_infra.errors import BundleValidationError, ConfigurationError, IntegrityError
 
 __all__ = ["PushResult", "WheelTarget", "inspect_bundle", "packed_bundle", "pull_bundle", "push_bundle", "push_packed", "resolve_reference"]
@@ -86,10 +86,11 @@ def packed_bundle(path: Path | str, *, settings: BundleSettings, wheels: bool | 
     :class:`~modelops_infra.errors.RequirementsError` naming a requirement
     that has no wheel for the workers' Python and platform.
     """
-    manifest = require_valid_bundle(path)
+    exclude = tool_dirs(settings)
+    manifest = require_valid_bundle(path, exclude=exclude)
     target = wheels if isinstance(wheels, WheelTarget) else WheelTarget() if (wheels or manifest.wheels) else None
     if target is None:
-        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir)
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, exclude=exclude)
         return
     spec, _ = find_environment(Path(path))
     if spec is None:
@@ -99,7 +100,8 @@ def packed_bundle(path: Path | str, *, settings: BundleSettings, wheels: bool | 
         files = download_wheels(spec, Path(tmp) / "wheels", Path(tmp) / "work", python_version=target.python_version,
                                 platform=target.platform,
                                 index_url=target.index_url or BuildOptions.from_env().index_url)
-        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, wheels=files)
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, wheels=files,
+                          exclude=exclude)
 
 
 def push_bundle(path: Path | str, registry: str, repository: str | None = None, *, tag: str | None = None,
