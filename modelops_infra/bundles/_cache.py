@@ -60,6 +60,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -185,7 +186,10 @@ def _remove_tree(path: Path) -> None:
         os.chmod(path, 0o755)
     except OSError:
         pass
-    shutil.rmtree(path, onerror=writable_and_retry)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=writable_and_retry)
+    else:
+        shutil.rmtree(path, onerror=writable_and_retry)
 
 
 class BundleCache:
@@ -760,6 +764,9 @@ def _check_files(entry: Path, meta: dict[str, Any], *, rehash: bool) -> str | No
     seen_files: set[str] = set()
     seen_links = 0
     pending = [top for top in ("tree", "wheels") if top in dirs or os.path.lexists(entry / top)]
+    for top in pending:
+        if os.path.islink(entry / top):
+            return f"{top}/ was replaced by a symlink"
     while pending:
         rel_dir = pending.pop()
         if rel_dir not in dirs:

@@ -79,7 +79,19 @@ TAMPERS = {
     "a link retargeted": lambda tree: _writable(tree / "pkg", lambda: (
         (tree / "pkg/alias.py").unlink(), os.symlink("../sim.py", tree / "pkg/alias.py"))),
     "a directory replaced by a file": lambda tree: _replace_dir(tree),
+    "the tree replaced by a link to an edited copy": lambda tree: _swap_tree_for_link(tree),
 }
+
+
+def _swap_tree_for_link(tree: Path):
+    """Move the tree out, edit it there keeping every size and mtime, and link it back in."""
+    elsewhere = tree.parents[3].parent / "elsewhere"  # beside the cache root
+    _writable(tree.parent, lambda: os.rename(tree, elsewhere))
+    target = elsewhere / "sim.py"
+    st_ = target.stat()
+    _rewrite(target, EVIL)
+    os.utime(target, ns=(st_.st_atime_ns, st_.st_mtime_ns))
+    _writable(tree.parent, lambda: os.symlink(elsewhere, tree))
 
 
 def _writable(folder: Path, action):
