@@ -488,6 +488,8 @@ class BundleCache:
             local = self._commit(stage, digest, repository, done)
         except OSError as exc:
             _remove_tree(stage)
+            if exc.errno is None:  # not the disk (requests' errors are OSErrors too): leave it to its own seam
+                raise
             raise _cache_error(f"bundle {digest} cannot be written to the cache", exc, stage) from exc
         except BaseException:
             _remove_tree(stage)
