@@ -326,7 +326,9 @@ def extract_code_tar(fileobj: BinaryIO, dest: Path, budget: ExtractBudget, *,
                         raise _refuse(rel, f"{kind} not allowed in a bundle")
                     written.append(rel)
             except tarfile.TarError as exc:
-                raise UnsafeArchiveError(f"code layer is a damaged tar archive ({exc})") from exc
+                after = f" after entry {written[-1]!r}" if written else ""
+                raise UnsafeArchiveError(f"code layer is a damaged tar archive{after} ({exc})",
+                                         entry=written[-1] if written else None) from exc
         tree.check_links()
     finally:
         if own:

@@ -242,3 +242,12 @@ def test_place_file_moves_the_blob_to_its_title_with_a_normalized_mode(tmp_path)
     assert place_file(blob, tmp_path / "tree", "data/./w.bin", 0o700, ExtractBudget(1000)) == "data/w.bin"
     assert (tmp_path / "tree/data/w.bin").read_bytes() == b"data"
     assert (tmp_path / "tree/data/w.bin").stat().st_mode & 0o777 == 0o755
+
+
+def test_extract_refuses_a_truncated_tar_naming_the_last_entry_it_read(tmp_path):
+    from tests.bundles.helpers import tar_of
+
+    data = tar_of(regular("a.py", b"a" * 100), regular("b.py", b"b" * 5000))
+    with pytest.raises(UnsafeArchiveError) as info:
+        extract_code_tar(io.BytesIO(data[:2048]), tmp_path, ExtractBudget(100_000))
+    assert "damaged tar archive" in str(info.value) and "'a.py'" in str(info.value), str(info.value)
