@@ -11,6 +11,7 @@ from modelops_infra.bundles._cache import BundleCache, Environment, Lease, Local
 from modelops_infra.bundles._envbuild import BuildOptions, build_environment, download_wheels
 from modelops_infra.bundles._digest import digest_bytes, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._ignore import IgnoreRules, list_bundle_files
+from modelops_infra.bundles._layout import BundleLayout
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_entrypoint, parse_manifest
 from modelops_infra.bundles._oci import (
     ARTIFACT_TYPE,
@@ -50,7 +51,7 @@ from modelops_infra.bundles.builtin import builtin_bundle_path
 __all__ = [
     "BuildOptions", "Environment", "WheelTarget", "build_environment", "download_wheels", "packed_bundle",
     "ENVIRONMENT_FILES", "EnvironmentSpec", "PythonTarget", "environment_key", "find_environment",
-    "ARTIFACT_TYPE", "BasicCredentials", "BlobSource", "BundleCache", "BundleManifest", "BundleSettings",
+    "ARTIFACT_TYPE", "BasicCredentials", "BlobSource", "BundleCache", "BundleLayout", "BundleManifest", "BundleSettings",
     "CODE_LAYER_MEDIA_TYPE", "CONFIG_MEDIA_TYPE", "DEFAULT_FILE_THRESHOLD", "DEFAULT_REPOSITORY", "Descriptor",
     "FILE_LAYER_MEDIA_TYPE", "IgnoreRules", "Lease", "LocalBundle", "MANIFEST_FILE", "PackedBundle", "PushResult",
     "REQUIREMENTS_FILE", "Reference", "RegistryClient", "ValidationReport", "builtin_bundle_path", "digest_bytes",

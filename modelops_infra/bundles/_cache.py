@@ -2,9 +2,10 @@
 
 Layout under the cache root (``MODELOPS_BUNDLE_CACHE_DIR``)::
 
-    entries/sha256/<hex>/tree/...     a complete, verified, extracted bundle
-    entries/sha256/<hex>/wheels/...   the bundle's wheels, if it ships them (verified blobs)
-    entries/sha256/<hex>/meta.json    digest, repository, size, bundle manifest, environment key
+    entries/sha256/<hex>/tree/...     a complete, verified, extracted bundle (read-only)
+    entries/sha256/<hex>/wheels/...   the bundle's wheels, if it ships them (verified blobs, read-only)
+    entries/sha256/<hex>/meta.json    digest, repository, size, bundle manifest, environment key, and
+                                      the record of every file: size, mtime and sha256
     entries/sha256/<hex>/.used        mtime = last use (LRU clock)
     envs/<keyhex>/venv/...            a complete Python environment (see _envspec for the key)
     envs/<keyhex>/meta.json           key, size, source file
@@ -19,10 +20,20 @@ Layout under the cache root (``MODELOPS_BUNDLE_CACHE_DIR``)::
 Contracts:
 
 * **Atomic.** An entry appears by one ``rename`` of a fully written, fsynced
-  staging directory, so a reader sees a whole bundle or none.
+  staging directory, so a reader sees a whole bundle or none. A directory
+  already at the entry's place never blocks it: it is moved aside.
 * **Verified.** Every manifest and blob is checked against its digest before it
   is extracted; on any error the staging directory is removed and no entry is
   created. Existing entries are never touched by a failed fetch.
+* **Never serves what it did not verify.** A committed bundle entry is
+  read-only (files ``0444``, or ``0555`` if executable; directories ``0555``).
+  Its ``meta.json`` records each file's size, mtime and digest; the first use
+  of an entry in each :class:`BundleCache` object compares them with the disk
+  (a stat per file; a file whose stat changed is hashed again) and checks that
+  nothing was added, ``__pycache__`` aside. A tampered or broken entry --
+  changed, missing or added files, a ``meta.json`` that is missing, unparseable
+  or lacks a key -- is evicted, logged at WARNING and fetched again; it is
+  never returned. :meth:`BundleCache.verify` re-hashes every file.
 * **One download per host.** Concurrent :meth:`BundleCache.ensure` calls for the
   same digest (threads or processes) serialize on a file lock; the first
   downloads, the rest find the entry.
@@ -31,39 +42,38 @@ Contracts:
 * **Size cap.** With ``max_bytes`` set, least-recently-used entries -- bundles
   and environments alike -- are evicted after each download or build, except
   those with a live lease or a held lock.
+* **Errors.** A cache that cannot be written (read-only mount, unwritable
+  ``locks/``, a full disk) raises :class:`CacheError` naming the path and the
+  cause, never a bare ``OSError``.
 
 Environments follow the same rules: built in staging, published by one rename,
 one build per host (file lock), swept when their builder died, leased while used.
+They are not made read-only: a venv is uv's to lay out, and it is not re-hashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
+import stat
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
-from modelops_infra.bundles._digest import digest_hex, validate_digest
+from modelops_infra.bundles._digest import DIGEST_RE, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._envspec import PythonTarget, environment_key, find_environment
-from modelops_infra.bundles._extract import ExtractBudget, extract_code_tar, place_file
+from modelops_infra.bundles._extract import ExtractBudget, TreeWriter, extract_code_tar, place_file
+from modelops_infra.bundles._layout import BundleLayout, CodeLayer, FileLayer, WheelLayer
 from modelops_infra.bundles._manifest import BundleManifest, parse_manifest
-from modelops_infra.bundles._oci import (
-    ANNOTATION_FILE_MODE,
-    ARTIFACT_TYPE,
-    CODE_LAYER_MEDIA_TYPE,
-    CONFIG_MEDIA_TYPE,
-    FILE_LAYER_MEDIA_TYPE,
-    WHEEL_LAYER_MEDIA_TYPE,
-    is_wheel_filename,
-    parse_oci_manifest,
-)
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._streams import SyncedWriter, fsync_dir
 from modelops_infra.errors import BundleValidationError, CacheError, IntegrityError, UnsafeArchiveError
@@ -72,6 +82,8 @@ __all__ = ["BundleCache", "Environment", "Lease", "LocalBundle"]
 
 log = logging.getLogger(__name__)
 ClientSource = RegistryClient | Callable[[], RegistryClient]
+#: written by Python itself when it imports from a tree (as root, read-only modes do not stop it)
+_BYTECODE_DIR = "__pycache__"
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,24 @@ class Lease:
         self.release()
 
 
+class _Broken(Exception):
+    """An entry that must not be served; ``reason`` says what is wrong with it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Materialized:
+    """A staging directory holding a complete, verified tree (and wheels), not yet sealed."""
+
+    manifest: BundleManifest
+    size: int
+    wheels: list[dict[str, str]]
+    digests: dict[str, str]  # entry-relative path -> sha256 digest of every regular file
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -134,8 +164,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _cache_error(what: str, exc: OSError, fallback: Path) -> CacheError:
+    """``exc`` as a CacheError naming the path at fault and the cause."""
+    path = exc.filename if exc.filename is not None else fallback
+    return CacheError(f"{what}: {path}: {exc.strerror or exc}",
+                      hint="check the cache directory's free space, permissions and mount (read-only?), or set"
+                           " MODELOPS_BUNDLE_CACHE_DIR to a writable directory", path=str(path))
+
+
+def _remove_tree(path: Path) -> None:
+    """``rmtree`` that also empties read-only directories (entries are ``0555``); never raises."""
+
+    def writable_and_retry(func: Callable[..., Any], name: str, _exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(name), 0o755)
+            func(name)
+        except OSError:
+            pass
+
+    try:
+        os.chmod(path, 0o755)
+    except OSError:
+        pass
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=writable_and_retry)
+    else:
+        shutil.rmtree(path, onerror=writable_and_retry)
+
+
 class BundleCache:
-    """The cache at ``root``. Safe to share between threads and processes on one host."""
+    """The cache at ``root``. Safe to share between threads and processes on one host.
+
+    Each object remembers which entries it has verified, so the stat check of
+    an entry runs once per object (a worker process holds one), not per use.
+    """
 
     def __init__(self, root: Path | str, *, max_bytes: int | None = None,
                  max_extract_bytes: int = 8 * 1024**3, lock_timeout: float = 900.0) -> None:
@@ -143,6 +205,7 @@ class BundleCache:
         self.max_bytes = max_bytes
         self.max_extract_bytes = max_extract_bytes
         self.lock_timeout = lock_timeout
+        self._verified: set[str] = set()
         try:
             for sub in ("entries/sha256", "envs", "staging", "locks", "leases"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -150,7 +213,7 @@ class BundleCache:
             raise CacheError(f"bundle cache {self.root} cannot be created ({exc})",
                              hint="set MODELOPS_BUNDLE_CACHE_DIR to a writable directory") from exc
 
-    # -- paths -------------------------------------------------------------------------
+    # -- paths and locks ---------------------------------------------------------------
 
     def entry_dir(self, digest: str) -> Path:
         return self.root / "entries" / "sha256" / digest_hex(digest)
@@ -158,72 +221,157 @@ class BundleCache:
     def _lock(self, digest: str) -> FileLock:
         return FileLock(str(self.root / "locks" / f"{digest_hex(digest)}.lock"))
 
+    @contextlib.contextmanager
+    def _locked(self, lock: FileLock, timeout: float, busy: str) -> Iterator[None]:
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout as exc:
+            raise CacheError(f"timed out after {timeout:.0f} s waiting for {lock.lock_file}", hint=busy) from exc
+        except OSError as exc:
+            raise _cache_error("cannot take the cache lock", exc, Path(lock.lock_file)) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _bundle_locked(self, digest: str) -> contextlib.AbstractContextManager[None]:
+        return self._locked(self._lock(digest), self.lock_timeout,
+                            "another process is downloading this bundle, or hung holding the lock")
+
     # -- reading -----------------------------------------------------------------------
 
     def get(self, digest: str) -> LocalBundle | None:
-        """The cached bundle, or ``None``. Marks it used (LRU)."""
-        entry = self.entry_dir(validate_digest(digest))
+        """The cached, verified bundle, or ``None``. Marks it used (LRU).
+
+        A broken or tampered entry is evicted (under the bundle's lock, logged
+        at WARNING) and ``None`` returned, so the next :meth:`ensure` fetches it
+        again. Raises :class:`CacheError` if the cache cannot be read or written.
+        """
+        validate_digest(digest)
         try:
-            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+            return self._open(digest)
+        except _Broken:
+            with self._bundle_locked(digest):
+                try:
+                    return self._open(digest)  # another process may have replaced it meanwhile
+                except _Broken as broken:
+                    self._discard(digest, broken.reason)
+                    return None
+
+    def _open(self, digest: str, *, rehash: bool = False) -> LocalBundle | None:
+        """The entry, checked against its record on first use (or hashed in full with ``rehash``).
+
+        Returns ``None`` if there is no entry; raises :class:`_Broken` if it must not be served.
+        """
+        entry = self.entry_dir(digest)
+        try:
+            raw = (entry / "meta.json").read_bytes()
         except FileNotFoundError:
+            if os.path.lexists(entry):
+                raise _Broken("its meta.json is missing") from None
             return None
-        except (OSError, ValueError) as exc:
-            raise CacheError(f"bundle cache entry {entry} is unreadable ({exc})",
-                             hint=f"remove {entry} and fetch again") from exc
+        except OSError as exc:
+            raise _cache_error("bundle cache entry cannot be read", exc, entry) from exc
+        meta = _parse_meta(raw, digest)
+        if rehash or digest not in self._verified:
+            problem = _check_files(entry, meta, rehash=rehash)
+            if problem is not None:
+                raise _Broken(problem)
+            self._verified.add(digest)
         try:
             os.utime(entry / ".used")
         except FileNotFoundError:
-            (entry / ".used").touch()
-        manifest, _ = parse_manifest(json.dumps(meta["manifest"]).encode())
-        assert manifest is not None
-        wheels = tuple(w["digest"] for w in meta.get("wheels", []))
-        if "environment" in meta:
-            env_key = (meta["environment"] or {}).get("key")
-        else:  # an entry cached before environments existed: derive the key from its tree
-            spec, _ = find_environment(entry / "tree")
-            env_key = environment_key(spec, PythonTarget.current(), wheels) if spec else None
-        return LocalBundle(digest, entry / "tree", manifest, int(meta["size"]), meta.get("repository", ""),
-                           env_key, wheels)
+            pass
+        except OSError as exc:
+            raise _cache_error("bundle cache entry cannot be marked used", exc, entry / ".used") from exc
+        wheels = tuple(w["digest"] for w in meta["wheels"])
+        env_key = meta["environment"]["key"] if meta["environment"] else None
+        return LocalBundle(digest, entry / "tree", meta["_manifest"], meta["size"], meta["repository"], env_key, wheels)
+
+    def _discard(self, digest: str, reason: str) -> None:
+        """Evict a broken entry (the caller holds the bundle's lock)."""
+        entry = self.entry_dir(digest)
+        self._verified.discard(digest)
+        log.warning("bundle cache entry %s is broken (%s): evicted; it will be fetched again", entry, reason)
+        self._move_to_trash(entry, digest_hex(digest))
 
     def entries(self) -> list[str]:
         return sorted("sha256:" + p.name for p in (self.root / "entries" / "sha256").iterdir()
                       if (p / "meta.json").exists())
 
+    def verify(self) -> list[tuple[str, str | None]]:
+        """Re-hash every file of every cached bundle against its record; evict the broken ones.
+
+        Returns ``(digest, problem)`` per entry, ``problem`` being ``None`` for a
+        sound entry. Evicted entries are fetched again by their next use.
+        """
+        results: list[tuple[str, str | None]] = []
+        for folder in sorted((self.root / "entries" / "sha256").iterdir()):
+            digest = "sha256:" + folder.name
+            if not DIGEST_RE.match(digest):
+                continue
+            with self._bundle_locked(digest):
+                try:
+                    found = self._open(digest, rehash=True)
+                except _Broken as broken:
+                    self._discard(digest, broken.reason)
+                    results.append((digest, broken.reason))
+                    continue
+            if found is not None:
+                results.append((digest, None))
+        return results
+
     # -- fetching ----------------------------------------------------------------------
 
     def ensure(self, repository: str, digest: str, *, client: ClientSource,
-               progress: ProgressCallback | None = None, lease: bool = False) -> tuple[LocalBundle, Lease | None]:
-        """Return the bundle, downloading and verifying it first if needed.
+               progress: ProgressCallback | None = None, rehash: bool = False) -> LocalBundle:
+        """Return the bundle, downloading and verifying it first if it is not cached (or is broken).
 
-        ``client`` may be a factory, called only on a miss. With ``lease=True``
-        a :class:`Lease` is taken under the bundle's lock, so the bundle cannot
-        be evicted between the fetch and its use.
+        ``client`` may be a factory, called only on a miss. With ``rehash`` a
+        cached entry is hashed in full, not only checked by stat. The bundle may
+        be evicted by another process once this returns: use
+        :meth:`ensure_leased` to keep it.
 
         Raises :class:`IntegrityError`, :class:`UnsafeArchiveError`,
         :class:`~modelops_infra.errors.RegistryError` or :class:`CacheError`;
         on any of them nothing is added to the cache.
         """
         validate_digest(digest)
-        found = self.get(digest)
-        if found is not None and not lease:
-            return found, None
-        lock = self._lock(digest)
-        try:
-            lock.acquire(timeout=self.lock_timeout)
-        except Timeout as exc:
-            raise CacheError(f"timed out after {self.lock_timeout:.0f} s waiting for {lock.lock_file}",
-                             hint="another process is downloading this bundle, or hung holding the lock") from exc
-        try:
-            found = self.get(digest)
-            if found is None:
-                self._sweep_staging()
-                found = self._download(repository, digest, client() if callable(client) else client, progress)
-            taken = self._take_lease(digest) if lease else None
-        finally:
-            lock.release()
-        if found is not None:
-            self._evict_after_fetch(digest)
+        if not rehash:
+            try:
+                found = self._open(digest)
+            except _Broken:
+                found = None  # dealt with under the lock
+            if found is not None:
+                return found
+        with self._bundle_locked(digest):
+            found = self._get_or_fetch(repository, digest, client, progress, rehash=rehash)
+        self._evict_after_fetch(digest)
+        return found
+
+    def ensure_leased(self, repository: str, digest: str, *, client: ClientSource,
+                      progress: ProgressCallback | None = None, rehash: bool = False) -> tuple[LocalBundle, Lease]:
+        """As :meth:`ensure`, and take a :class:`Lease` under the bundle's lock, so the bundle cannot
+        be evicted between the fetch and its use. Release the lease when done."""
+        validate_digest(digest)
+        with self._bundle_locked(digest):
+            found = self._get_or_fetch(repository, digest, client, progress, rehash=rehash)
+            taken = self._take_lease(digest)
+        self._evict_after_fetch(digest)
         return found, taken
+
+    def _get_or_fetch(self, repository: str, digest: str, client: ClientSource,
+                      progress: ProgressCallback | None, *, rehash: bool) -> LocalBundle:
+        """Under the bundle's lock: the verified entry, or a fresh fetch in place of a missing or broken one."""
+        try:
+            found = self._open(digest, rehash=rehash)
+        except _Broken as broken:
+            self._discard(digest, broken.reason)
+            found = None
+        if found is not None:
+            return found
+        self._sweep_staging()
+        return self._fetch(repository, digest, client() if callable(client) else client, progress)
 
     def _evict_after_fetch(self, keep: str) -> None:
         """Bring the cache under its cap; best effort, so a busy evictor never costs the caller its lease."""
@@ -231,7 +379,7 @@ class BundleCache:
             return
         try:
             self.evict(keep={keep})
-        except (Timeout, OSError) as exc:
+        except (Timeout, OSError, CacheError) as exc:
             log.warning("bundle cache %s: eviction skipped (%s); the cache may stay over its cap until the next"
                         " fetch", self.root, exc)
 
@@ -240,9 +388,12 @@ class BundleCache:
 
     def _lease_in(self, name: str) -> Lease:
         folder = self.root / "leases" / name
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{os.getpid()}.{secrets.token_hex(4)}"
-        path.touch()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError as exc:
+            raise _cache_error("cannot take a lease", exc, path) from exc
         return Lease(path)
 
     # -- environments ------------------------------------------------------------------
@@ -282,19 +433,12 @@ class BundleCache:
         hexkey = digest_hex(validate_digest(key))
         lock = FileLock(str(self.root / "locks" / f"env-{hexkey}.lock"))
         wait = self.lock_timeout if lock_timeout is None else lock_timeout
-        try:
-            lock.acquire(timeout=wait)
-        except Timeout as exc:
-            raise CacheError(f"timed out after {wait:.0f} s waiting for {lock.lock_file}",
-                             hint="another process is building this environment, or hung holding the lock") from exc
-        try:
+        with self._locked(lock, wait, "another process is building this environment, or hung holding the lock"):
             found = self.environment(key)
             if found is None:
                 self._sweep_staging()
                 found = self._build_environment(key, build, describe or {})
             taken = self._lease_in(f"env-{hexkey}")
-        finally:
-            lock.release()
         self._evict_after_fetch(key)
         return found, taken
 
@@ -331,95 +475,140 @@ class BundleCache:
         log.info("built environment %s (%d bytes) in %.1f s", key, size, meta["seconds"])
         return Environment(key, final / "venv", size)
 
-    def _download(self, repository: str, digest: str, client: RegistryClient,
-                  progress: ProgressCallback | None) -> LocalBundle:
-        stage = self.root / "staging" / f"{digest_hex(digest)}.{os.getpid()}.{secrets.token_hex(4)}"
-        stage.mkdir()
+    # -- one fetch: stage, materialize, commit -------------------------------------------
+
+    def _fetch(self, repository: str, digest: str, client: RegistryClient,
+               progress: ProgressCallback | None) -> LocalBundle:
+        """Download, verify and extract ``digest`` into a staging directory, then publish it as the entry."""
+        raw, _ = client.get_manifest(repository, digest)
+        layout = BundleLayout.from_manifest(raw, source=f"{repository}@{digest}")
+        stage = self._stage(digest)
         try:
-            raw, _ = client.get_manifest(repository, digest)
-            try:
-                parsed = parse_oci_manifest(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise IntegrityError(f"{repository}@{digest} is not a valid OCI manifest ({exc})") from exc
-            if parsed.artifact_type not in (None, ARTIFACT_TYPE) or parsed.config.media_type != CONFIG_MEDIA_TYPE:
-                raise IntegrityError(
-                    f"{repository}@{digest} is not a modelops bundle (artifactType {parsed.artifact_type!r},"
-                    f" config {parsed.config.media_type!r})"
-                )
-            config_path = stage / "config.json"
-            with open(config_path, "wb") as out:
-                client.download_blob(repository, parsed.config.digest, parsed.config.size, out)
-            manifest, problems = parse_manifest(config_path.read_bytes(), source=f"{repository}@{digest} config")
-            if manifest is None:
-                raise IntegrityError("; ".join(problems))
-            tree = stage / "tree"
-            tree.mkdir()
-            blobs = stage / "blobs"
-            blobs.mkdir()
-            wheels: list[dict[str, str]] = []
-            budget = ExtractBudget(self.max_extract_bytes)
-            size = 0
-            for layer in parsed.layers:
-                budget.charge(0, layer.title or layer.digest)
-                if layer.size > self.max_extract_bytes:
-                    raise UnsafeArchiveError(
-                        f"refused entry {layer.title or layer.digest!r}: {layer.size} bytes exceeds the extraction"
-                        f" limit of {self.max_extract_bytes} bytes", entry=layer.title)
-                blob_path = blobs / digest_hex(validate_digest(layer.digest))
+            done = self._materialize(client, repository, digest, layout, stage, progress)
+            local = self._commit(stage, digest, repository, done)
+        except OSError as exc:
+            _remove_tree(stage)
+            if exc.errno is None:  # not the disk (requests' errors are OSErrors too): leave it to its own seam
+                raise
+            raise _cache_error(f"bundle {digest} cannot be written to the cache", exc, stage) from exc
+        except BaseException:
+            _remove_tree(stage)
+            raise
+        log.info("cached bundle %s (%d bytes) from %s/%s", digest, local.size, client.registry, repository)
+        return local
+
+    def _stage(self, digest: str) -> Path:
+        """A new staging directory of this process, with empty ``tree/`` and ``blobs/``."""
+        stage = self.root / "staging" / f"{digest_hex(digest)}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            stage.mkdir()
+            (stage / "tree").mkdir()
+            (stage / "blobs").mkdir()
+        except OSError as exc:
+            _remove_tree(stage)
+            raise _cache_error("cannot create a staging directory", exc, stage) from exc
+        return stage
+
+    def _materialize(self, client: RegistryClient, repository: str, digest: str, layout: BundleLayout, stage: Path,
+                     progress: ProgressCallback | None) -> _Materialized:
+        """Download every blob of ``layout`` (each checked against its digest) and place it in ``stage``."""
+        config_path = stage / "config.json"
+        with open(config_path, "wb") as out:
+            client.download_blob(repository, layout.config.digest, layout.config.size, out)
+        manifest, problems = parse_manifest(config_path.read_bytes(), source=f"{repository}@{digest} config")
+        if manifest is None:
+            raise IntegrityError("; ".join(problems))
+        config_path.unlink()
+        tree, blobs = stage / "tree", stage / "blobs"
+        budget = ExtractBudget(self.max_extract_bytes)
+        wheels: list[dict[str, str]] = []
+        digests: dict[str, str] = {}
+        size = 0
+        with TreeWriter(tree, budget) as writer:
+            for layer in layout.layers:
+                desc = layer.descriptor
+                entry = desc.annotations.get("org.opencontainers.image.title") or desc.digest
+                budget.charge(0, entry)
+                if desc.size > self.max_extract_bytes:
+                    raise UnsafeArchiveError(f"refused entry {entry!r}: {desc.size} bytes exceeds the extraction"
+                                             f" limit of {self.max_extract_bytes} bytes", entry=entry)
+                blob_path = blobs / digest_hex(desc.digest)
                 sink = SyncedWriter(blob_path)
                 try:
-                    client.download_blob(repository, layer.digest, layer.size, sink, progress)
+                    client.download_blob(repository, desc.digest, desc.size, sink, progress)
                 finally:
                     sink.close()
-                size += layer.size
-                if layer.media_type == CODE_LAYER_MEDIA_TYPE:
+                size += desc.size
+                if isinstance(layer, CodeLayer):
                     with open(blob_path, "rb") as fh:
-                        extract_code_tar(fh, tree, budget)
+                        extract_code_tar(fh, tree, budget, writer=writer)
                     blob_path.unlink()
-                elif layer.media_type == WHEEL_LAYER_MEDIA_TYPE:
-                    if not layer.title or not is_wheel_filename(layer.title):
-                        raise UnsafeArchiveError(f"refused entry {layer.title or layer.digest!r}: a wheel layer"
-                                                 " needs a wheel file name as its title", entry=layer.title)
+                elif isinstance(layer, FileLayer):
+                    place_file(blob_path, tree, layer.path, layer.mode, budget, writer=writer, digest=desc.digest)
+                elif isinstance(layer, WheelLayer):
                     (stage / "wheels").mkdir(exist_ok=True)
-                    if (stage / "wheels" / layer.title).exists():
-                        raise UnsafeArchiveError(f"refused entry {layer.title!r}: two wheel layers share this name",
-                                                 entry=layer.title)
-                    os.rename(blob_path, stage / "wheels" / layer.title)
-                    wheels.append({"file": layer.title, "digest": layer.digest})
-                elif layer.media_type == FILE_LAYER_MEDIA_TYPE:
-                    if not layer.title:
-                        raise UnsafeArchiveError(f"refused entry {layer.digest}: file layer has no title annotation")
-                    mode = int(layer.annotations.get(ANNOTATION_FILE_MODE, "0644"), 8)
-                    place_file(blob_path, tree, layer.title, mode, budget)
-                else:
-                    raise UnsafeArchiveError(f"refused entry {layer.digest}: unknown layer media type {layer.media_type!r}")
-            shutil.rmtree(blobs)
-            config_path.unlink()
-            spec, env_problems = find_environment(tree)
-            if env_problems:
-                raise BundleValidationError(f"bundle {digest} declares an invalid environment: "
-                                            + "; ".join(env_problems), problems=env_problems)
-            env_key = environment_key(spec, PythonTarget.current(), [w["digest"] for w in wheels]) if spec else None
-            meta = {"digest": digest, "repository": repository, "size": size, "manifest": manifest.to_dict(),
-                    "fetched_at": time.time(), "wheels": wheels,
-                    "environment": None if spec is None else {"key": env_key, "file": spec.source, "kind": spec.kind}}
-            with open(stage / "meta.json", "w", encoding="utf-8") as fh:
-                json.dump(meta, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            (stage / ".used").touch()
-            for dirpath, _, _ in os.walk(tree):
-                fsync_dir(Path(dirpath))
-            fsync_dir(stage)
-            final = self.entry_dir(digest)
+                    os.rename(blob_path, stage / "wheels" / layer.filename)
+                    wheels.append({"file": layer.filename, "digest": desc.digest})
+                    digests[f"wheels/{layer.filename}"] = desc.digest
+            digests.update({f"tree/{rel}": d for rel, d in writer.digests.items()})
+        blobs.rmdir()
+        return _Materialized(manifest, size, wheels, digests)
+
+    def _commit(self, stage: Path, digest: str, repository: str, done: _Materialized) -> LocalBundle:
+        """Seal ``stage`` (read-only, every file recorded, fsynced) and publish it by one rename."""
+        spec, env_problems = find_environment(stage / "tree")
+        if env_problems:
+            raise BundleValidationError(f"bundle {digest} declares an invalid environment: "
+                                        + "; ".join(env_problems), problems=env_problems)
+        wheel_digests = [w["digest"] for w in done.wheels]
+        env_key = environment_key(spec, PythonTarget.current(), wheel_digests) if spec else None
+        record = _seal(stage, done.digests)
+        meta = {"digest": digest, "repository": repository, "size": done.size, "manifest": done.manifest.to_dict(),
+                "fetched_at": time.time(), "wheels": done.wheels,
+                "environment": None if spec is None else {"key": env_key, "file": spec.source, "kind": spec.kind},
+                **record}
+        with open(stage / "meta.json", "w", encoding="utf-8") as fh:
+            json.dump(meta, fh)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o444)
+            os.fsync(fh.fileno())
+        (stage / ".used").touch()
+        fsync_dir(stage)
+        final = self.entry_dir(digest)
+        self._publish(stage, final, digest_hex(digest))
+        os.chmod(final, 0o555)  # after the rename: moving a directory needs write access to it
+        fsync_dir(final.parent)
+        self._verified.add(digest)
+        return LocalBundle(digest, final / "tree", done.manifest, done.size, repository, env_key, tuple(wheel_digests))
+
+    def _publish(self, stage: Path, final: Path, name: str) -> None:
+        """Rename ``stage`` to ``final``. Whatever is at ``final`` (the caller holds its lock and found no sound
+        entry there) is moved aside first, so a planted or half-removed directory never blocks a bundle."""
+        try:
             os.rename(stage, final)
-            fsync_dir(final.parent)
-            log.info("cached bundle %s (%d bytes) from %s/%s", digest, size, client.registry, repository)
-            return LocalBundle(digest, final / "tree", manifest, size, repository, env_key,
-                               tuple(w["digest"] for w in wheels))
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
+            return
+        except OSError as exc:
+            if not os.path.lexists(final):
+                raise
+            log.warning("bundle cache %s: replacing %s, which is not a sound entry (%s)", self.root, final,
+                        exc.strerror)
+        self._move_to_trash(final, name)
+        os.rename(stage, final)
+
+    def _move_to_trash(self, folder: Path, name: str) -> None:
+        """Take ``folder`` out of ``entries/`` or ``envs/`` by one rename, then delete it."""
+        # pid 0 in the trash name: _sweep_staging treats it as a dead owner, so a crash
+        # between this rename and the removal is cleaned up by the next sweep.
+        trash = self.root / "staging" / f"evict-{name}.0.{secrets.token_hex(4)}"
+        try:
+            if not folder.is_symlink():
+                os.chmod(folder, 0o755)  # moving a directory to another parent needs write access to it
+            os.rename(folder, trash)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _cache_error("cannot evict a cache entry", exc, folder) from exc
+        _remove_tree(trash)
 
     def _sweep_staging(self) -> None:
         """Remove staging dirs left by dead processes (called under a bundle lock)."""
@@ -431,7 +620,7 @@ class BundleCache:
                 pid = -1
             if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_tree(path)
 
     # -- eviction ----------------------------------------------------------------------
 
@@ -500,11 +689,8 @@ class BundleCache:
                 try:
                     if self._leased(name):
                         continue
-                    # pid 0 in the trash name: _sweep_staging treats it as a dead owner, so a crash
-                    # between this rename and the rmtree is cleaned up by the next sweep.
-                    trash = self.root / "staging" / f"evict-{name}.0.{secrets.token_hex(4)}"
-                    os.rename(folder, trash)
-                    shutil.rmtree(trash, ignore_errors=True)
+                    self._move_to_trash(folder, name)
+                    self._verified.discard("sha256:" + folder.name)
                 finally:
                     lock.release()
                 total -= size
@@ -527,3 +713,131 @@ def _tree_size(root: Path) -> int:
                 continue
             total += st.st_size
     return total
+
+
+def _parse_meta(raw: bytes, digest: str) -> dict[str, Any]:
+    """``meta.json`` of the entry for ``digest``, every key checked; raises :class:`_Broken` saying what is wrong."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _Broken(f"its meta.json is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _Broken("its meta.json is not a JSON object")
+
+    def need(key: str, ok: Callable[[Any], bool]) -> Any:
+        if key not in meta:
+            raise _Broken(f"its meta.json lacks {key!r}")
+        if not ok(meta[key]):
+            raise _Broken(f"its meta.json has a malformed {key!r}")
+        return meta[key]
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    need("digest", lambda v: v == digest)
+    need("size", is_int)
+    need("repository", lambda v: isinstance(v, str))
+    need("manifest", lambda v: isinstance(v, dict))
+    need("files", lambda v: isinstance(v, dict) and all(
+        isinstance(r, list) and len(r) == 3 and is_int(r[0]) and is_int(r[1]) and isinstance(r[2], str)
+        for r in v.values()))
+    need("links", lambda v: isinstance(v, dict) and all(isinstance(t, str) for t in v.values()))
+    need("dirs", lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v))
+    need("wheels", lambda v: isinstance(v, list) and all(
+        isinstance(w, dict) and isinstance(w.get("file"), str) and isinstance(w.get("digest"), str) for w in v))
+    need("environment", lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("key"), str)))
+    manifest, problems = parse_manifest(json.dumps(meta["manifest"]).encode(), source="meta.json manifest")
+    if manifest is None:
+        raise _Broken("; ".join(problems))
+    meta["_manifest"] = manifest
+    return meta
+
+
+def _check_files(entry: Path, meta: dict[str, Any], *, rehash: bool) -> str | None:
+    """What differs between ``entry`` on disk and the record in its meta (``None`` if nothing does).
+
+    A file whose size or mtime changed, or every file with ``rehash``, is
+    hashed and compared with its recorded digest. ``__pycache__`` directories
+    that Python wrote beside the sources are not part of the bundle, and skipped.
+    """
+    files: dict[str, list[Any]] = meta["files"]
+    links: dict[str, str] = meta["links"]
+    dirs = set(meta["dirs"])
+    seen_files: set[str] = set()
+    seen_links = 0
+    pending = [top for top in ("tree", "wheels") if top in dirs or os.path.lexists(entry / top)]
+    for top in pending:
+        if os.path.islink(entry / top):
+            return f"{top}/ was replaced by a symlink"
+    while pending:
+        rel_dir = pending.pop()
+        if rel_dir not in dirs:
+            return f"{rel_dir}/ was added"
+        try:
+            scan = list(os.scandir(entry / rel_dir))
+        except NotADirectoryError:
+            return f"{rel_dir}/ is no longer a directory"
+        except FileNotFoundError:
+            return f"{rel_dir}/ is missing"
+        except OSError as exc:
+            return f"{rel_dir}/ cannot be read ({exc.strerror})"
+        for item in scan:
+            rel = f"{rel_dir}/{item.name}"
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if rel in dirs or item.name != _BYTECODE_DIR:
+                    pending.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                if links.get(rel) != os.readlink(item.path):
+                    return f"{rel} was added or changed (a symlink)"
+                seen_links += 1
+            elif stat.S_ISREG(st.st_mode):
+                record = files.get(rel)
+                if record is None:
+                    if _BYTECODE_DIR in rel.split("/"):
+                        continue
+                    return f"{rel} was added"
+                seen_files.add(rel)
+                size, mtime_ns, digest = record
+                if rehash or st.st_size != size or st.st_mtime_ns != mtime_ns:
+                    actual, _ = digest_file(Path(item.path))
+                    if actual != digest:
+                        return f"{rel} was modified (sha256 is now {actual}, recorded {digest})"
+                    log.debug("bundle cache: %s/%s changed its stat but not its content", entry, rel)
+            else:
+                return f"{rel} is not a regular file, directory or symlink"
+    if len(seen_files) != len(files):
+        missing = sorted(set(files) - seen_files)
+        return f"{missing[0]} is missing" + (f" (and {len(missing) - 1} more files)" if len(missing) > 1 else "")
+    if seen_links != len(links):
+        return "a recorded symlink is missing"
+    return None
+
+
+def _seal(stage: Path, digests: dict[str, str]) -> dict[str, Any]:
+    """Make the tree and wheels in ``stage`` read-only and fsynced; return their record for ``meta.json``.
+
+    ``digests`` (entry-relative path -> sha256) comes from extraction; a file
+    not in it would be hashed here.
+    """
+    files: dict[str, list[Any]] = {}
+    links: dict[str, str] = {}
+    dirs: list[str] = []
+    for top in ("tree", "wheels"):
+        if not (stage / top).is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(stage / top, topdown=False):
+            rel_dir = os.path.relpath(dirpath, stage)
+            for name in (*filenames, *dirnames):
+                full = os.path.join(dirpath, name)
+                rel = f"{rel_dir}/{name}"
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    links[rel] = os.readlink(full)
+                elif stat.S_ISREG(st.st_mode):
+                    os.chmod(full, 0o555 if st.st_mode & 0o111 else 0o444)
+                    files[rel] = [st.st_size, st.st_mtime_ns, digests.get(rel) or digest_file(Path(full))[0]]
+            fsync_dir(Path(dirpath))
+            os.chmod(dirpath, 0o555)
+            dirs.append(rel_dir)
+    return {"files": files, "links": links, "dirs": sorted(dirs)}

@@ -1,10 +1,19 @@
-"""Which files of a bundle directory are packed (pure matching, one directory walk).
+"""Which files of a bundle directory are packed: the rules, and the one walk that applies them.
 
-Always ignored: ``.git``, ``__pycache__``, ``.venv`` and ``*.pyc``. A ``.bundleignore``
+Always ignored: ``.git``, ``__pycache__``, ``.venv``, ``*.pyc``, and tool
+directories (``.modelops``, ``.pytest_cache``, ``.mypy_cache``, ``.ruff_cache``,
+``.hypothesis``, ``.tox``, ``.nox``, ``.ipynb_checkpoints``). A ``.bundleignore``
 file at the bundle root adds gitignore-style patterns: ``#`` comments, ``dir/``
 matches directories only, a leading ``/`` anchors to the root, ``*``/``?``/``[]``
 globs, and ``**`` spans directories. Negation (``!``) is not supported and is
 reported as a validation problem.
+
+:func:`scan_bundle` is the one walk behind both ``validate`` and ``push``. It
+never drops a file silently: an unreadable directory or file, a symlink that
+leaves the bundle and a special file are problems that name the path. A bundle
+cache (a directory holding ``entries/``, ``staging/``, ``locks/`` and
+``leases/``) and the directories passed as ``exclude`` (the configured cache
+and digest memo) are never packed.
 """
 
 from __future__ import annotations
@@ -12,13 +21,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IGNORE_FILE", "IgnoreRules", "list_bundle_files"]
+__all__ = ["IGNORE_FILE", "BundleFile", "BundleScan", "IgnoreRules", "list_bundle_files", "scan_bundle"]
 
 IGNORE_FILE = ".bundleignore"
-_BUILTIN = (".git/", "__pycache__/", ".venv/", "*.pyc")
+_TOOL_DIRS = (".modelops/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/", ".tox/", ".nox/",
+              ".ipynb_checkpoints/")
+_BUILTIN = (".git/", "__pycache__/", ".venv/", "*.pyc", *_TOOL_DIRS)
+#: the subdirectories that mark a bundle cache root (see _cache)
+_CACHE_MARKERS = frozenset({"entries", "staging", "locks", "leases"})
 
 
 @dataclass(frozen=True)
@@ -62,18 +77,80 @@ class IgnoreRules:
         return any(p.regex.match(rel) and (is_dir or not p.dir_only) for p in self._compiled)
 
 
-def list_bundle_files(root: Path, rules: IgnoreRules | None = None) -> list[str]:
-    """Sorted root-relative POSIX paths of the files to pack (symlinks, to files or directories, too)."""
+@dataclass(frozen=True)
+class BundleFile:
+    """One path to pack: a regular file or a symlink (``link`` is its target), with its ``lstat``."""
+
+    rel: str
+    path: Path
+    st: os.stat_result
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class BundleScan:
+    """What :func:`scan_bundle` found: the files to pack, sorted, and every problem (naming its path)."""
+
+    files: tuple[BundleFile, ...]
+    problems: tuple[str, ...]
+
+
+def scan_bundle(root: Path, rules: IgnoreRules | None = None, *, exclude: Sequence[Path] = ()) -> BundleScan:
+    """Walk ``root`` once and apply the packing rules; reads no file content, opens each file once.
+
+    Links are not followed; a link to a directory is packed as a link.
+    """
     rules = rules or IgnoreRules.for_directory(root)
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    skip = {os.path.realpath(p) for p in exclude}
+    files: list[BundleFile] = []
+    problems: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(f"{exc.filename}: directory cannot be read ({exc.strerror}); it would be left out")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if rel_dir and (_CACHE_MARKERS <= set(dirnames) or os.path.realpath(dirpath) in skip):
+            dirnames[:] = []  # a bundle cache or a tool's directory inside the bundle: never packed
+            continue
         kept = [d for d in dirnames if not rules.ignored(rel_dir + d, is_dir=True)]
-        # os.walk lists a symlink to a directory among dirnames and never descends into it:
-        # list it as an entry (packed as a link), or it would silently vanish from the bundle.
-        links = [d for d in kept if os.path.islink(os.path.join(dirpath, d))]
-        dirnames[:] = sorted(d for d in kept if d not in links)
-        out.extend(rel_dir + d for d in links)
-        out.extend(rel_dir + f for f in filenames if not rules.ignored(rel_dir + f, is_dir=False))
-    return sorted(out)
+        dirnames[:] = []
+        for name in sorted(kept):
+            full = Path(dirpath, name)
+            if full.is_symlink():  # os.walk never descends into it: pack it as a link
+                _add(root, rel_dir + name, full, files, problems)
+            else:
+                dirnames.append(name)
+        for name in filenames:
+            if not rules.ignored(rel_dir + name, is_dir=False):
+                _add(root, rel_dir + name, Path(dirpath, name), files, problems)
+    return BundleScan(tuple(sorted(files, key=lambda f: f.rel)), tuple(problems))
+
+
+def _add(root: Path, rel: str, full: Path, files: list[BundleFile], problems: list[str]) -> None:
+    try:
+        st = full.lstat()
+    except OSError as exc:
+        problems.append(f"{full}: cannot be read ({exc.strerror})")
+        return
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(full)
+        if os.path.isabs(target) or not (full.parent / target).resolve().is_relative_to(root.resolve()):
+            problems.append(f"{full}: symlink to {target!r} leaves the bundle")
+            return
+        files.append(BundleFile(rel, full, st, target))
+    elif not stat.S_ISREG(st.st_mode):
+        problems.append(f"{full}: not a regular file (devices, sockets and FIFOs cannot be packed)")
+    else:
+        try:
+            os.close(os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC))
+        except OSError as exc:
+            problems.append(f"{full}: cannot be read ({exc.strerror})")
+            return
+        files.append(BundleFile(rel, full, st))
+
+
+def list_bundle_files(root: Path, rules: IgnoreRules | None = None) -> list[str]:
+    """Sorted root-relative POSIX paths of the files to pack (symlinks, to files or directories, too)."""
+    return [f.rel for f in scan_bundle(root, rules).files]

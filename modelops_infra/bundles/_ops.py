@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -14,12 +15,12 @@ from typing import Any
 from modelops_infra.bundles._cache import BundleCache, LocalBundle
 from modelops_infra.bundles._envbuild import BuildOptions, download_wheels
 from modelops_infra.bundles._envspec import ENVIRONMENT_FILES, PythonTarget, environment_key, find_environment
-from modelops_infra.bundles._oci import CODE_LAYER_MEDIA_TYPE, WHEEL_LAYER_MEDIA_TYPE, parse_oci_manifest
+from modelops_infra.bundles._layout import BundleLayout, CodeLayer, WheelLayer
 from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, PackedBundle, pack_bundle
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._settings import BundleSettings
-from modelops_infra.bundles._validate import require_valid_bundle
+from modelops_infra.bundles._validate import require_valid_bundle, tool_dirs
 from modelops_infra.errors import BundleValidationError, ConfigurationError, IntegrityError
 
 __all__ = ["PushResult", "WheelTarget", "inspect_bundle", "packed_bundle", "pull_bundle", "push_bundle", "push_packed", "resolve_reference"]
@@ -85,10 +86,11 @@ def packed_bundle(path: Path | str, *, settings: BundleSettings, wheels: bool | 
     :class:`~modelops_infra.errors.RequirementsError` naming a requirement
     that has no wheel for the workers' Python and platform.
     """
-    manifest = require_valid_bundle(path)
+    exclude = tool_dirs(settings)
+    manifest = require_valid_bundle(path, exclude=exclude)
     target = wheels if isinstance(wheels, WheelTarget) else WheelTarget() if (wheels or manifest.wheels) else None
     if target is None:
-        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir)
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, exclude=exclude)
         return
     spec, _ = find_environment(Path(path))
     if spec is None:
@@ -98,7 +100,8 @@ def packed_bundle(path: Path | str, *, settings: BundleSettings, wheels: bool | 
         files = download_wheels(spec, Path(tmp) / "wheels", Path(tmp) / "work", python_version=target.python_version,
                                 platform=target.platform,
                                 index_url=target.index_url or BuildOptions.from_env().index_url)
-        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, wheels=files)
+        yield pack_bundle(path, file_threshold=file_threshold, memo_dir=settings.memo_dir, wheels=files,
+                          exclude=exclude)
 
 
 def push_bundle(path: Path | str, registry: str, repository: str | None = None, *, tag: str | None = None,
@@ -138,8 +141,14 @@ def resolve_reference(ref: Reference | str, *, settings: BundleSettings | None =
 
 
 def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSettings | None = None,
-                progress: ProgressCallback | None = None) -> LocalBundle:
-    """Fetch (verified, through the cache) and copy the bundle tree to ``dest``, which must not exist."""
+                progress: ProgressCallback | None = None, verify: bool = False) -> LocalBundle:
+    """Fetch (verified, through the cache) and copy the bundle tree to ``dest``, which must be absent or empty.
+
+    The cache entry is leased while it is copied, so another process's eviction
+    cannot remove it half-way. The copy is writable (``0644``/``0755``) and holds
+    no ``__pycache__``. With ``verify`` every cached file is hashed again first
+    (not only checked by size and mtime); a broken entry is fetched again.
+    """
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
@@ -149,9 +158,28 @@ def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSetti
     cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
                         max_extract_bytes=settings.max_extract_bytes)
     with _client_for(pinned.registry, settings) as client:
-        local, _ = cache.ensure(pinned.repository, pinned.digest, client=client, progress=progress)
-    shutil.copytree(local.path, target, symlinks=True, dirs_exist_ok=True)
+        local, lease = cache.ensure_leased(pinned.repository, pinned.digest, client=client, progress=progress,
+                                           rehash=verify)
+    with lease:
+        _copy_tree(local.path, target)
     return local
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy a cached (read-only) tree to ``dest`` with writable modes, links as links, no ``__pycache__``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        out = dest / Path(dirpath).relative_to(src)
+        for name in (*dirnames, *filenames):
+            source, target = Path(dirpath, name), out / name
+            if source.is_symlink():  # os.walk does not descend into a link to a directory either
+                os.symlink(os.readlink(source), target)
+            elif source.is_dir():
+                target.mkdir(0o755)
+            else:
+                shutil.copyfile(source, target, follow_symlinks=False)
+                os.chmod(target, 0o755 if source.lstat().st_mode & 0o111 else 0o644)
 
 
 _ENV_FILE_NAMES = frozenset({*ENVIRONMENT_FILES, "pyproject.toml"})
@@ -191,11 +219,12 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
     env_files: dict[str, bytes] = {}
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
-        parsed = parse_oci_manifest(raw)
+        layout = BundleLayout.from_manifest(raw, source=f"{pinned.repository}@{pinned.digest}")
         config = io.BytesIO()
-        client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, config)
-        for layer in parsed.layers:
-            if layer.media_type == CODE_LAYER_MEDIA_TYPE:
+        client.download_blob(pinned.repository, layout.config.digest, layout.config.size, config)
+        for entry in layout.layers:
+            layer = entry.descriptor
+            if isinstance(entry, CodeLayer):
                 code = io.BytesIO()
                 client.download_blob(pinned.repository, layer.digest, layer.size, code)
                 code.seek(0)
@@ -208,20 +237,20 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
                             handle = tar.extractfile(member)
                             if handle is not None:
                                 env_files[member.name] = handle.read()
-            elif layer.media_type == WHEEL_LAYER_MEDIA_TYPE:
+            elif isinstance(entry, WheelLayer):
                 wheels.append({"file": layer.title, "digest": layer.digest, "size": layer.size})
             else:
                 files.append({"path": layer.title or layer.digest, "size": layer.size, "layer": layer.digest})
     return {
         "reference": str(pinned),
         "mediaType": media_type,
-        "artifactType": parsed.artifact_type,
-        "annotations": parsed.annotations,
+        "artifactType": layout.artifact_type,
+        "annotations": layout.annotations,
         "bundle": json.loads(config.getvalue()),
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
-                   for l in parsed.layers],
+                   for l in layout.descriptors],
         "files": sorted(files, key=lambda f: f["path"]),
         "environment": _environment_summary(env_files, [w["digest"] for w in wheels]),
         "wheels": wheels,
-        "total_bytes": sum(l.size for l in parsed.layers) + parsed.config.size,
+        "total_bytes": layout.total_size,
     }

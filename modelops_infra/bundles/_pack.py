@@ -12,8 +12,6 @@ changing a source file does not re-upload a large data file next to it.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelops_infra.bundles._digest import digest_bytes, digest_file
-from modelops_infra.bundles._ignore import list_bundle_files
 from modelops_infra.bundles._manifest import BundleManifest
 from modelops_infra.bundles._memo import DigestMemo
 from modelops_infra.bundles._oci import (
@@ -38,7 +35,7 @@ from modelops_infra.bundles._oci import (
     canonical_json,
     manifest_bytes,
 )
-from modelops_infra.bundles._validate import require_valid_bundle
+from modelops_infra.bundles._validate import checked_bundle
 from modelops_infra.errors import BundleValidationError
 
 __all__ = ["DEFAULT_FILE_THRESHOLD", "BlobSource", "PackedBundle", "pack_bundle"]
@@ -91,7 +88,8 @@ def _tar_info(name: str, size: int, mode: int) -> tarfile.TarInfo:
 
 
 def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOLD,
-                memo_dir: Path | None = None, wheels: Sequence[Path] = ()) -> PackedBundle:
+                memo_dir: Path | None = None, wheels: Sequence[Path] = (),
+                exclude: Sequence[Path] | None = None) -> PackedBundle:
     """Validate and pack the bundle at ``path``.
 
     ``wheels`` (from :func:`~modelops_infra.bundles._envbuild.download_wheels`)
@@ -101,42 +99,38 @@ def pack_bundle(path: Path | str, *, file_threshold: int = DEFAULT_FILE_THRESHOL
     With ``memo_dir``, digests of large files are remembered by stat (see
     :class:`DigestMemo`) so that re-packing an unchanged bundle does not re-hash it.
 
-    Raises :class:`BundleValidationError` (listing every problem) for an invalid
-    bundle or a symlink that points outside it. Pure with respect to the
-    network; reads the directory only.
+    Packs exactly the files :func:`validate_bundle` checked (one walk, one set
+    of rules; ``exclude`` as there). Raises :class:`BundleValidationError`
+    (listing every problem) for an invalid bundle, a symlink that points
+    outside it, or a file or directory that cannot be read: nothing is left out
+    silently. Pure with respect to the network; reads the directory only.
     """
     root = Path(path).resolve()
-    manifest = require_valid_bundle(root)
+    report = checked_bundle(root, exclude=exclude)
+    assert report.manifest is not None
+    manifest = report.manifest
     memo = DigestMemo(memo_dir, root) if memo_dir is not None else None
     code = io.BytesIO()
     big: list[BlobSource] = []
-    problems: list[str] = []
     with tarfile.open(fileobj=code, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in list_bundle_files(root):
-            full = root / rel
-            st = full.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(full)
-                resolved = (full.parent / target).resolve()
-                if os.path.isabs(target) or not resolved.is_relative_to(root):
-                    problems.append(f"{full}: symlink to {target!r} leaves the bundle")
-                    continue
-                info = _tar_info(rel, 0, 0o777)
-                info.type, info.linkname = tarfile.SYMTYPE, target
-                tar.addfile(info)
-            elif not stat.S_ISREG(st.st_mode):
-                problems.append(f"{full}: not a regular file (devices, sockets and FIFOs cannot be packed)")
-            elif st.st_size >= file_threshold:
-                digest, size = memo.digest(full) if memo is not None else digest_file(full)
-                annotations = {ANNOTATION_TITLE: rel, ANNOTATION_FILE_MODE: f"{_mode(st.st_mode):04o}"}
-                big.append(BlobSource(Descriptor(FILE_LAYER_MEDIA_TYPE, digest, size, annotations), path=full))
-            else:
-                data = full.read_bytes()
-                tar.addfile(_tar_info(rel, len(data), _mode(st.st_mode)), io.BytesIO(data))
-    if problems:
-        raise BundleValidationError(
-            f"bundle {root} cannot be packed: " + "; ".join(problems), problems=problems, path=str(root)
-        )
+        for item in report.files:
+            rel, full, st = item.rel, item.path, item.st
+            try:
+                if item.link is not None:
+                    info = _tar_info(rel, 0, 0o777)
+                    info.type, info.linkname = tarfile.SYMTYPE, item.link
+                    tar.addfile(info)
+                elif st.st_size >= file_threshold:
+                    digest, size = memo.digest(full) if memo is not None else digest_file(full)
+                    annotations = {ANNOTATION_TITLE: rel, ANNOTATION_FILE_MODE: f"{_mode(st.st_mode):04o}"}
+                    big.append(BlobSource(Descriptor(FILE_LAYER_MEDIA_TYPE, digest, size, annotations), path=full))
+                else:
+                    data = full.read_bytes()
+                    tar.addfile(_tar_info(rel, len(data), _mode(st.st_mode)), io.BytesIO(data))
+            except OSError as exc:  # changed since the scan: still never a silent drop
+                raise BundleValidationError(f"bundle {root} cannot be packed: {full}: cannot be read ({exc.strerror})",
+                                            problems=[f"{full}: cannot be read ({exc.strerror})"],
+                                            path=str(root)) from exc
     if memo is not None:
         memo.save()
     code_bytes = code.getvalue()

@@ -9,24 +9,33 @@ Checks, reporting *every* problem rather than the first:
   ``pyproject.toml``, ``requirements.txt``) parses, and only one is present;
   requirements not pinned to one version are *warnings*, not problems.
   Nothing is installed;
-* ``.bundleignore`` uses no unsupported syntax.
+* ``.bundleignore`` uses no unsupported syntax;
+* every file that would be packed can be packed: the packing rules of
+  :func:`~modelops_infra.bundles._ignore.scan_bundle` (unreadable directories
+  and files, symlinks that leave the bundle, special files) are problems here,
+  and the entry module must be among the packed files. ``push`` packs exactly
+  ``report.files``, so what validates is what is pushed.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelops_infra.bundles._envspec import EnvironmentSpec, find_environment
-from modelops_infra.bundles._ignore import IGNORE_FILE
+from modelops_infra.bundles._ignore import IGNORE_FILE, BundleFile, scan_bundle
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_manifest
+from modelops_infra.bundles._settings import BundleSettings
 from modelops_infra.errors import BundleValidationError
 
 __all__ = [
     "ValidationReport",
+    "checked_bundle",
     "entry_module_path",
     "require_valid_bundle",
+    "tool_dirs",
     "validate_bundle",
 ]
 
@@ -38,6 +47,7 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     environment: EnvironmentSpec | None = None
+    files: tuple[BundleFile, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -66,8 +76,19 @@ def _defines(tree: ast.Module, name: str) -> bool:
     return False
 
 
-def validate_bundle(path: Path | str) -> ValidationReport:
-    """Validate the bundle at ``path``; never raises for bundle content problems."""
+def tool_dirs(settings: BundleSettings | None = None) -> tuple[Path, ...]:
+    """The bundle cache and digest memo of ``settings`` (default: from the environment): never packed,
+    even when they lie inside a bundle directory."""
+    settings = settings or BundleSettings.from_env()
+    return (settings.cache_dir, settings.memo_dir)
+
+
+def validate_bundle(path: Path | str, *, exclude: Sequence[Path] | None = None) -> ValidationReport:
+    """Validate the bundle at ``path``; never raises for bundle content problems.
+
+    ``exclude`` lists directories never packed (default: the configured bundle
+    cache and digest memo). ``report.files`` is exactly what :func:`pack_bundle` packs.
+    """
     root = Path(path)
     report = ValidationReport(path=root)
     if not root.is_dir():
@@ -91,6 +112,16 @@ def validate_bundle(path: Path | str) -> ValidationReport:
         for lineno, line in enumerate(ignore_path.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip().startswith("!"):
                 report.problems.append(f"{ignore_path}:{lineno}: negated patterns ('!') are not supported")
+    scan = scan_bundle(root, exclude=tool_dirs() if exclude is None else exclude)
+    report.files = scan.files
+    report.problems.extend(scan.problems)
+    if report.manifest is not None:
+        module_file = entry_module_path(root, report.manifest.module)
+        if module_file is not None:
+            rel = module_file.relative_to(root).as_posix()
+            if rel not in {f.rel for f in scan.files} and not any(rel in p for p in scan.problems):
+                report.problems.append(f"{module_file}: the entry module is not packed (excluded by"
+                                       f" {IGNORE_FILE} or the built-in ignore rules)")
     return report
 
 
@@ -114,9 +145,9 @@ def _check_entrypoint(root: Path, manifest: BundleManifest, problems: list[str])
         )
 
 
-def require_valid_bundle(path: Path | str) -> BundleManifest:
-    """Validate and return the manifest, or raise :class:`BundleValidationError` listing every problem."""
-    report = validate_bundle(path)
+def checked_bundle(path: Path | str, *, exclude: Sequence[Path] | None = None) -> ValidationReport:
+    """The :class:`ValidationReport` of a valid bundle, or raise :class:`BundleValidationError` listing every problem."""
+    report = validate_bundle(path, exclude=exclude)
     if not report.ok or report.manifest is None:
         count = len(report.problems)
         raise BundleValidationError(
@@ -124,4 +155,11 @@ def require_valid_bundle(path: Path | str) -> BundleManifest:
             problems=report.problems,
             path=str(report.path),
         )
-    return report.manifest
+    return report
+
+
+def require_valid_bundle(path: Path | str, *, exclude: Sequence[Path] | None = None) -> BundleManifest:
+    """Validate and return the manifest, or raise :class:`BundleValidationError` listing every problem."""
+    manifest = checked_bundle(path, exclude=exclude).manifest
+    assert manifest is not None
+    return manifest

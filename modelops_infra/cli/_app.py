@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from modelops_infra.cli._bundle import bundle_app
+from modelops_infra.cli._cache import cache_app
 from modelops_infra.cli._dev import dev_app
 from modelops_infra.cli._env import env_app
 from modelops_infra.cli._exit import ExitCode, exit_code_for
@@ -78,6 +79,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(cache_app, name="cache")
 app.add_typer(dev_app, name="dev")
 app.add_typer(env_app, name="env")
 

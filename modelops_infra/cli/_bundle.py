@@ -110,6 +110,8 @@ def pull(
     ref: str = typer.Argument(..., help="[registry/]repository[:tag|@sha256:...]", show_default=False),
     dest: Path = typer.Option(..., "--dest", "-d", help="Directory to create (must be absent or empty).",
                               show_default=False),
+    verify: bool = typer.Option(False, "--verify", help="Hash the cached copy's files again first (not only"
+                                " check their sizes and mtimes); a broken copy is fetched again."),
     as_json: bool = _JSON,
 ) -> None:
     """Fetch a bundle (verified, through the local cache) into DIR."""
@@ -117,7 +119,7 @@ def pull(
     if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
         total = int(inspect_bundle(ref)["total_bytes"])
     with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
-        local = pull_bundle(ref, dest, progress=progress)
+        local = pull_bundle(ref, dest, progress=progress, verify=verify)
     if as_json:
         echo_json({"digest": local.digest, "dest": str(dest), "name": local.manifest.name,
                    "version": local.manifest.version, "size": local.size, "repository": local.repository})

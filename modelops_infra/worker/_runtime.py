@@ -100,9 +100,8 @@ class BundleRuntime:
             if found is not None:
                 return found, True
             cached = self.cache.get(digest) is not None
-            local, lease = self.cache.ensure(repository, digest, client=self._registry_client, lease=True)
-            if lease is not None:
-                self._leases.append(lease)
+            local, lease = self.cache.ensure_leased(repository, digest, client=self._registry_client)
+            self._leases.append(lease)
             self._bundles[digest] = local
             return local, cached
 

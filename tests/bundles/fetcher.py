@@ -49,7 +49,7 @@ def main() -> None:
 
     cache = BundleCache(args.cache)
     with RegistryClient(args.registry, environ={}) as client:
-        local, _ = cache.ensure(args.repository, args.digest, client=client, progress=progress)
+        local = cache.ensure(args.repository, args.digest, client=client, progress=progress)
     print(json.dumps({"digest": local.digest, "path": str(local.path), "tree": snapshot(local.path)}))
 
 

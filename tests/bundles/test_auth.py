@@ -64,7 +64,7 @@ def test_credentials_from_environment_variables_pass(auth_registry, pushed, tmp_
     env = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
     with RegistryClient(auth_registry.address, environ=env) as client:
         assert client.resolve("tests/private", "v1") == pushed
-        local, _ = BundleCache(tmp_path / "cache").ensure("tests/private", pushed, client=client)
+        local = BundleCache(tmp_path / "cache").ensure("tests/private", pushed, client=client)
     assert (local.path / "sim.py").is_file(), "an authenticated pull should fetch and extract the bundle"
 
 

@@ -29,15 +29,20 @@ def pushed(make_bundle, client):
     return _push
 
 
-def fetch(cache: BundleCache, client: RegistryClient, digest: str, **kw):
+def fetch(cache: BundleCache, client: RegistryClient, digest: str):
     time.sleep(0.02)  # distinct LRU clocks even on coarse-mtime filesystems
-    return cache.ensure("tests/lru", digest, client=client, **kw)
+    return cache.ensure("tests/lru", digest, client=client)
+
+
+def fetch_leased(cache: BundleCache, client: RegistryClient, digest: str):
+    time.sleep(0.02)
+    return cache.ensure_leased("tests/lru", digest, client=client)
 
 
 def capped_cache(tmp_path, client, digest: str, fits: float) -> BundleCache:
     """A cache whose cap holds ``fits`` bundles of the size of ``digest``."""
     probe = BundleCache(tmp_path / "probe")
-    size = probe.ensure("tests/lru", digest, client=client)[0].size
+    size = probe.ensure("tests/lru", digest, client=client).size
     return BundleCache(tmp_path / "cache", max_bytes=int(size * fits))
 
 
@@ -56,8 +61,7 @@ def test_the_least_recently_used_bundle_is_evicted_when_the_cap_is_exceeded(push
 def test_a_leased_bundle_is_never_evicted_even_when_it_is_the_oldest(pushed, client, tmp_path):
     d = pushed("a", "b", "c", "d")
     cache = capped_cache(tmp_path, client, d["a"], fits=2.5)
-    leased, lease = fetch(cache, client, d["a"], lease=True)
-    assert lease is not None, "ensure(lease=True) should return a lease"
+    leased, lease = fetch_leased(cache, client, d["a"])
     fetch(cache, client, d["b"])
     fetch(cache, client, d["c"])
     assert set(cache.entries()) == {d["a"], d["c"]}, "the leased oldest bundle must stay; the next oldest goes"
@@ -72,7 +76,7 @@ def test_the_bundle_just_fetched_is_kept_even_if_it_alone_exceeds_the_cap(pushed
     d = pushed("a", "b")
     cache = capped_cache(tmp_path, client, d["a"], fits=0.5)
     fetch(cache, client, d["a"])
-    local, _ = fetch(cache, client, d["b"])
+    local = fetch(cache, client, d["b"])
     assert cache.entries() == [d["b"]], "the bundle a caller is about to use must survive its own eviction pass"
     assert (local.path / "sim.py").is_file()
 
@@ -113,7 +117,7 @@ def test_a_lease_held_by_another_process_protects_until_that_process_dies(pushed
         "from modelops_infra.bundles import BundleCache, RegistryClient\n"
         f"c = BundleCache({str(cache.root)!r})\n"
         f"with RegistryClient({registry.address!r}, environ={{}}) as rc:\n"
-        f"    _, lease = c.ensure('tests/lru', {d['a']!r}, client=rc, lease=True)\n"
+        f"    _, lease = c.ensure_leased('tests/lru', {d['a']!r}, client=rc)\n"
         "print('leased', flush=True)\n"
         "time.sleep(120)\n"
     )], cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)

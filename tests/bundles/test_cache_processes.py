@@ -91,7 +91,7 @@ def test_a_fetch_killed_mid_download_leaves_nothing_that_a_later_fetch_uses(big_
     assert cache.entries() == [], "after the kill, the cache should still hold no entry"
 
     with RegistryClient(fresh_registry.address, environ={}) as client:
-        local, _ = cache.ensure("tests/big", packed.digest, client=client)
+        local = cache.ensure("tests/big", packed.digest, client=client)
 
     assert snapshot(local.path) == snapshot(root), "the next fetch should produce the complete, correct tree"
     assert cache.entries() == [packed.digest]
@@ -115,7 +115,7 @@ def test_threads_fetching_the_same_bundle_at_once_download_it_exactly_once(make_
     def fetch_one(_: int) -> str:
         barrier.wait(10)
         with RegistryClient(fresh_registry.address, environ={}) as client:
-            return str(cache.ensure("tests/threads", packed.digest, client=client)[0].path)
+            return str(cache.ensure("tests/threads", packed.digest, client=client).path)
 
     with ThreadPoolExecutor(4) as pool:
         paths = set(pool.map(fetch_one, range(4)))

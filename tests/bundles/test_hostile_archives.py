@@ -34,6 +34,20 @@ HOSTILE_CODE_MEMBERS = {
     "block device": ([(member("dev/sda", tarfile.BLKTYPE), None)], "dev/sda"),
     "FIFO": ([(member("pipe", tarfile.FIFOTYPE), None)], "pipe"),
     "duplicate path": ([regular("sim.py", b"def run(p, s): return {'evil': 1}\n")], "sim.py"),
+    "directory through a chain of links that each climb one level": (
+        [(member("a", tarfile.DIRTYPE, mode=0o755), None), (member("a/l", tarfile.SYMTYPE, linkname=".."), None),
+         (member("l2", tarfile.SYMTYPE, linkname="a/l/.."), None), (member("l3", tarfile.SYMTYPE, linkname="l2/.."), None),
+         (member("l4", tarfile.SYMTYPE, linkname="l3/.."), None), (member("l5", tarfile.SYMTYPE, linkname="l4/.."), None),
+         regular("l5/outside/planted/x.py", b"x")], "l5/outside/planted/x.py"),
+    "file through an in-tree symlink to a directory": ([(member("pkg", tarfile.DIRTYPE, mode=0o755), None),
+                                                       (member("alias", tarfile.SYMTYPE, linkname="pkg"), None),
+                                                       regular("alias/x.py", b"x")], "alias/x.py"),
+    "file and then a directory of the same name": ([regular("f", b"x"), regular("f/g", b"y")], "f/g"),
+    "directory over a file": ([regular("f", b"x"), (member("f", tarfile.DIRTYPE, mode=0o755), None)], "f"),
+    "hardlink to a directory": ([(member("d", tarfile.DIRTYPE, mode=0o755), None),
+                                 (member("hd", tarfile.LNKTYPE, linkname="d"), None)], "hd"),
+    "overlong name": ([regular("n" * 300 + ".py", b"x")], "n" * 300 + ".py"),
+    "overlong directory name": ([regular("d" * 300 + "/x.py", b"x")], "d" * 300 + "/x.py"),
     "file over a symlink": ([(member("alias", tarfile.SYMTYPE, linkname="sim.py"), None), regular("alias", b"x")],
                             "alias"),
 }
@@ -138,7 +152,7 @@ def test_a_safe_hand_made_bundle_with_inside_links_is_accepted(client, tmp_path)
              (member("copy.py", tarfile.LNKTYPE, linkname="pkg/mod.py"), None)]
     digest = push_raw(client, "tests/hostile", [code_layer(code_tar(*extra, name="benign"))])
     cache = BundleCache(tmp_path / "cache")
-    local, _ = cache.ensure("tests/hostile", digest, client=client)
+    local = cache.ensure("tests/hostile", digest, client=client)
     assert (local.path / "pkg/alias.py").read_text() == "A = 1\n"
     assert (local.path / "copy.py").read_text() == "A = 1\n"
     assert cache.entries() == [digest]
@@ -228,3 +242,12 @@ def test_place_file_moves_the_blob_to_its_title_with_a_normalized_mode(tmp_path)
     assert place_file(blob, tmp_path / "tree", "data/./w.bin", 0o700, ExtractBudget(1000)) == "data/w.bin"
     assert (tmp_path / "tree/data/w.bin").read_bytes() == b"data"
     assert (tmp_path / "tree/data/w.bin").stat().st_mode & 0o777 == 0o755
+
+
+def test_extract_refuses_a_truncated_tar_naming_the_last_entry_it_read(tmp_path):
+    from tests.bundles.helpers import tar_of
+
+    data = tar_of(regular("a.py", b"a" * 100), regular("b.py", b"b" * 5000))
+    with pytest.raises(UnsafeArchiveError) as info:
+        extract_code_tar(io.BytesIO(data[:2048]), tmp_path, ExtractBudget(100_000))
+    assert "damaged tar archive" in str(info.value) and "'a.py'" in str(info.value), str(info.value)

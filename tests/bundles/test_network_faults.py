@@ -110,5 +110,5 @@ def test_a_partition_during_a_pull_leaves_nothing_and_the_next_pull_succeeds(net
     assert cache.entries() == [] and list((tmp_path / "cache" / "staging").iterdir()) == []
     netns.heal()
     with RegistryClient(ns_registry, insecure=True, timeout=10) as client:
-        local, _ = cache.ensure(pushed.reference.repository, pushed.digest, client=client)
+        local = cache.ensure(pushed.reference.repository, pushed.digest, client=client)
     assert (local.path / "data.bin").read_bytes() == (bundle / "data.bin").read_bytes()

@@ -274,7 +274,7 @@ def test_the_environment_key_is_kept_in_the_cache_entry(tmp_path, registry, make
     from modelops_infra.bundles import RegistryClient, environment_key
 
     with RegistryClient(registry.address) as c:
-        local, _ = cache.ensure(pushed.reference.repository, pushed.digest, client=c)
+        local = cache.ensure(pushed.reference.repository, pushed.digest, client=c)
     spec, _ = find_environment(root)
     assert spec is not None
     meta = json.loads((cache.entry_dir(pushed.digest) / "meta.json").read_text())

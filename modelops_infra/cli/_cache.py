@@ -1,0 +1,38 @@
+"""``mops cache verify``: check the local bundle cache (``MODELOPS_BUNDLE_CACHE_DIR``)."""
+
+from __future__ import annotations
+
+import typer
+
+from modelops_infra.bundles import BundleCache, BundleSettings
+from modelops_infra.cli._console import echo_json
+from modelops_infra.errors import CacheError
+
+__all__ = ["cache_app"]
+
+cache_app = typer.Typer(help="Check the local bundle cache.", no_args_is_help=True)
+
+
+@cache_app.command("verify")
+def verify(as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text.")) -> None:
+    """Hash every file of every cached bundle again and compare it with the record made when it was fetched.
+
+    A broken entry (a changed, missing or added file, a damaged meta.json) is
+    evicted, so its next use fetches it again. Exits 0 if every entry was
+    sound, 8 (cache) if any was evicted.
+    """
+    settings = BundleSettings.from_env()
+    cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
+                        max_extract_bytes=settings.max_extract_bytes)
+    results = cache.verify()
+    broken = [(digest, problem) for digest, problem in results if problem is not None]
+    if as_json:
+        echo_json({"cache": str(cache.root), "entries": [{"digest": d, "ok": p is None, "problem": p}
+                                                         for d, p in results]})
+    else:
+        for digest, problem in results:
+            typer.echo(f"{digest}  " + ("ok" if problem is None else f"BROKEN: {problem} (evicted)"))
+        typer.echo(f"{len(results)} cached bundle(s) in {cache.root}, {len(broken)} broken")
+    if broken:
+        raise CacheError(f"{len(broken)} broken bundle(s) evicted from the cache {cache.root}",
+                         hint="they are fetched again, verified, on their next use")
