@@ -13,13 +13,11 @@ passwords or cloud credentials. Index URLs are redacted in every message.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -96,19 +94,23 @@ def _tool_env(work: Path, environ: Mapping[str, str] | None = None) -> dict[str,
 
 
 def _run(argv: list[str], *, work: Path, what: str, timeout: float, env: Mapping[str, str]) -> str:
-    """Run a package tool in its own session; on timeout its whole process group is killed."""
+    """Run a package tool; on timeout it is killed.
+
+    It stays in the caller's process group (no session of its own), so a worker
+    killed with its group takes the tool along instead of leaving it writing into
+    a staging directory that the next build sweeps.
+    """
     start = time.perf_counter()
     log.debug("running %s", redact(" ".join(argv)))
     try:
         proc = subprocess.Popen(argv, cwd=work, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True)
     except OSError as exc:
         raise ConfigurationError(f"{what}: cannot run {argv[0]} ({exc.strerror or exc})") from None
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except BaseException as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.communicate()
         if isinstance(exc, subprocess.TimeoutExpired):  # its text holds the command line: not chained
             raise RequirementsError(f"{what} did not finish within {timeout:.0f} s") from None
