@@ -37,7 +37,7 @@ class PushResult:
 
 
 def _client_for(registry: str, settings: BundleSettings) -> RegistryClient:
-    return RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout)
+    return RegistryClient.from_settings(settings, registry)
 
 
 def push_packed(client: RegistryClient, packed: PackedBundle, repository: str, *, tag: str | None = None,

@@ -11,6 +11,9 @@ from rich.table import Table
 from modelops_infra.bundles import (
     BundleSettings,
     RegistryClient,
+    RegistryHost,
+    check_repository,
+    check_tag,
     inspect_bundle,
     pack_bundle,
     pull_bundle,
@@ -69,11 +72,15 @@ def push(
     from modelops_infra.client import get_registry_url
 
     settings = BundleSettings.from_env()
-    registry = registry or get_registry_url(env)
+    # Every input is checked before packing, so a typo fails in milliseconds, naming the option.
+    host = RegistryHost.parse(registry, source="--registry") if registry else RegistryHost.parse(get_registry_url(env))
+    target = check_repository(repository, source="--repository") if repository else settings.repository
+    if tag is not None:
+        check_tag(tag, source="--tag")
     packed = pack_bundle(path, memo_dir=settings.memo_dir)
     with transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
-            RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as client:
-        result = push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
+            RegistryClient.from_settings(settings, host) as client:
+        result = push_packed(client, packed, target, tag=tag, progress=progress)
     if as_json:
         echo_json({**result.to_dict(), "tag": tag, "name": packed.manifest.name, "version": packed.manifest.version})
         return

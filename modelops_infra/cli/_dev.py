@@ -57,12 +57,13 @@ def smoke_test(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: passed, bundle_ref, result, timings, error."),
 ) -> None:
     """Push a bundle, run one SimTask on the cluster and check the result; exit 1 naming the failed stage."""
-    from modelops_infra.bundles import BundleSettings
+    from modelops_infra.bundles import BundleSettings, RegistryHost
     from modelops_infra.client import get_registry_url
     from modelops_infra.client._smoketest import run_smoke_test
 
     settings = BundleSettings.from_env()
-    report = run_smoke_test(bundle=bundle, registry=registry or get_registry_url(env),
+    target = str(RegistryHost.parse(registry, source="--registry")) if registry else get_registry_url(env)
+    report = run_smoke_test(bundle=bundle, registry=target,
                             scheduler=resolve_scheduler(scheduler, env), timeout=timeout,
                             repository=repository or settings.repository, settings=settings)
     if as_json:

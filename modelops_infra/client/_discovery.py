@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
 __all__ = ["BundleEnv", "bundle_env_path", "get_registry_url", "load_bundle_env", "worker_image", "write_bundle_env"]
@@ -55,6 +56,10 @@ def load_bundle_env(env: str = "dev", *, environ: Mapping[str, str] | None = Non
     scheduler = (data.get("scheduler") or {}).get("address") if isinstance(data.get("scheduler"), dict) else None
     if registry is not None and not isinstance(registry, str):
         raise ConfigurationError(f"{path}: registry.login_server must be a string")
+    if registry:
+        registry = str(RegistryHost.parse(registry, source=f"{path}: registry.login_server"))
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ConfigurationError(f"{path}: scheduler.address must be a string")
     return BundleEnv(registry, scheduler, path)
 
 
@@ -63,7 +68,7 @@ def get_registry_url(env: str = "dev", *, environ: Mapping[str, str] | None = No
     environ = os.environ if environ is None else environ
     value = environ.get("MODELOPS_BUNDLE_REGISTRY")
     if value:
-        return value
+        return str(RegistryHost.parse(value, source="MODELOPS_BUNDLE_REGISTRY"))
     loaded = load_bundle_env(env, environ=environ)
     if loaded is not None and loaded.registry:
         return loaded.registry
@@ -82,7 +87,11 @@ def worker_image(env: str = "dev", tag: str = "latest", *, environ: Mapping[str,
 
 def write_bundle_env(env: str, registry: str, scheduler_address: str | None = None, *,
                      environ: Mapping[str, str] | None = None) -> Path:
-    """Atomically write ``~/.modelops/bundle-env/<env>.yaml`` with mode 0600. Idempotent."""
+    """Atomically write ``~/.modelops/bundle-env/<env>.yaml`` with mode 0600. Idempotent.
+
+    Raises :class:`ConfigurationError` (writing nothing) if ``registry`` is not a ``host[:port]``.
+    """
+    registry = str(RegistryHost.parse(registry, source="registry login server"))
     path = bundle_env_path(env, environ=environ)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data: dict[str, object] = {"registry": {"login_server": registry}}

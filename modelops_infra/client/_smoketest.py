@@ -211,8 +211,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
         done("pack")
 
         with stages.stage("push"):
-            with RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout,
-                                credentials=credentials) as reg:
+            with RegistryClient.from_settings(settings, registry, credentials=credentials) as reg:
                 pushed = push_packed(reg, packed, repository)
             report.bundle_ref = str(pushed.reference)
         done("push")
