@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import requests
 
 from modelops_infra.bundles._host import RegistryHost
-from modelops_infra.bundles._http import MAX_SMALL_BODY, origin, read_capped, redact
+from modelops_infra.bundles._http import MAX_SMALL_BODY, origin, read_capped, redact, send
 from modelops_infra.errors import ConfigurationError, RegistryAuthError, RegistryUnavailableError
 
 __all__ = [
@@ -181,8 +181,7 @@ class TokenEndpoint:
     def call(self, method: str, url: str, **kw: Any) -> tuple[int, dict[str, Any] | None]:
         """Send a token request; its status and, for a 200, the JSON object it returned."""
         try:
-            resp = self._session.request(method, url, timeout=self._timeouts, stream=True, allow_redirects=False,
-                                         **kw)
+            resp = send(self._session, method, url, timeout=self._timeouts, **kw)
             log.debug("auth %s %s -> HTTP %d", method, redact(url), resp.status_code)
             if resp.status_code != 200:
                 resp.close()

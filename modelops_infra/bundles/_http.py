@@ -1,5 +1,8 @@
 """HTTP plumbing shared by the registry client and its auth strategies (pure helpers over ``requests``).
 
+* :func:`send` -- one request through the session's transport adapter, no
+  redirect following (``Session.send`` reads a redirect's whole body, even
+  with ``allow_redirects=False``, so a hostile 3xx could grow without bound);
 * :func:`origin` -- the ``(scheme, host, port)`` a URL talks to; credentials go
   only to the registry's own origin.
 * :func:`read_capped` -- read a response body into memory up to a cap, so an
@@ -10,17 +13,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.cookies import extract_cookies_to_jar
 
-__all__ = ["MAX_SMALL_BODY", "origin", "read_capped", "redact"]
+__all__ = ["MAX_SMALL_BODY", "origin", "read_capped", "redact", "send"]
 
 #: Cap for bodies the client reads whole but does not otherwise bound: ``/v2/``, error
 #: bodies, token responses, upload replies.
 MAX_SMALL_BODY = 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _READ = 64 * 1024
+
+
+def send(session: requests.Session, method: str, url: str, *, timeout: tuple[float, float],
+         headers: Mapping[str, str] | None = None, data: Any = None, params: Mapping[str, str] | None = None
+         ) -> requests.Response:
+    """Send one request with ``session``'s settings (headers, proxies, TLS, adapters) and stream the answer.
+
+    Redirects are returned, not followed, and their bodies are not read: the
+    caller decides where to go next and what credentials go there.
+    """
+    prep = session.prepare_request(requests.Request(method, url, headers=dict(headers or {}), data=data,
+                                                    params=dict(params or {})))
+    env = session.merge_environment_settings(prep.url, {}, True, None, None)
+    resp = session.get_adapter(prep.url or url).send(prep, timeout=timeout, **env)
+    extract_cookies_to_jar(session.cookies, prep, resp.raw)
+    return resp
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

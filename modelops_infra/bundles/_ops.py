@@ -108,32 +108,70 @@ def pull_bundle(ref: Reference | str, dest: Path | str, *, settings: BundleSetti
     return local
 
 
+#: Most bytes of a bundle config ``inspect`` reads into memory (a bundle's manifest.json fields).
+INSPECT_MAX_CONFIG = 1024 * 1024
+#: Most bytes of the code layer ``inspect`` keeps in memory; the rest spools to a temp file.
+INSPECT_SPOOL_BYTES = 8 * 1024 * 1024
+
+
 def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
     """Manifest, annotations, layers and every file (with sizes) of a pushed bundle.
 
     Downloads (and verifies) only the config and the small code layer; large
-    file layers are listed from the manifest.
+    file layers are listed from the manifest. Memory is bounded: the config may
+    be at most :data:`INSPECT_MAX_CONFIG` bytes, and the code layer (at most
+    ``settings.max_extract_bytes``) spools to a temp file past
+    :data:`INSPECT_SPOOL_BYTES`.
+
+    Raises :class:`IntegrityError` naming the reference when it is not a bundle
+    (an image index, another artifact type) or its config or code layer is malformed.
     """
     import io
     import json
     import tarfile
+    import tempfile
+
+    from modelops_infra.bundles._oci import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE
 
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
+    where = f"{pinned.registry}/{pinned.repository}@{pinned.digest}"
     files: list[dict[str, Any]] = []
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
-        parsed = parse_oci_manifest(raw)
+        try:
+            parsed = parse_oci_manifest(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{where} is not a modelops bundle manifest ({exc})",
+                                 hint="inspect takes a bundle pushed with mops bundle push") from exc
+        if parsed.artifact_type not in (None, ARTIFACT_TYPE) or parsed.config.media_type != CONFIG_MEDIA_TYPE:
+            raise IntegrityError(f"{where} is not a modelops bundle (artifactType {parsed.artifact_type!r},"
+                                 f" config {parsed.config.media_type!r})",
+                                 hint="inspect takes a bundle pushed with mops bundle push")
+        if parsed.config.size > INSPECT_MAX_CONFIG:
+            raise IntegrityError(f"{where}: config blob {parsed.config.digest} declares {parsed.config.size} bytes,"
+                                 f" more than the {INSPECT_MAX_CONFIG} a bundle config may have")
         config = io.BytesIO()
         client.download_blob(pinned.repository, parsed.config.digest, parsed.config.size, config)
+        try:
+            bundle = json.loads(config.getvalue())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{where}: config blob {parsed.config.digest} is not JSON ({exc})") from exc
         for layer in parsed.layers:
             if layer.media_type == CODE_LAYER_MEDIA_TYPE:
-                code = io.BytesIO()
-                client.download_blob(pinned.repository, layer.digest, layer.size, code)
-                code.seek(0)
-                with tarfile.open(fileobj=code, mode="r:") as tar:
-                    files += [{"path": m.name, "size": m.size, "layer": "code"} for m in tar if not m.isdir()]
+                if layer.size > settings.max_extract_bytes:
+                    raise IntegrityError(f"{where}: code layer {layer.digest} declares {layer.size} bytes, over the"
+                                         f" extraction limit of {settings.max_extract_bytes}",
+                                         hint="MODELOPS_BUNDLE_MAX_EXTRACT_BYTES raises the limit")
+                with tempfile.SpooledTemporaryFile(max_size=INSPECT_SPOOL_BYTES) as code:
+                    client.download_blob(pinned.repository, layer.digest, layer.size, code)
+                    code.seek(0)
+                    try:
+                        with tarfile.open(fileobj=code, mode="r:") as tar:
+                            files += [{"path": m.name, "size": m.size, "layer": "code"} for m in tar if not m.isdir()]
+                    except tarfile.TarError as exc:
+                        raise IntegrityError(f"{where}: code layer {layer.digest} is not a tar archive ({exc})") from exc
             else:
                 files.append({"path": layer.title or layer.digest, "size": layer.size, "layer": layer.digest})
     return {
@@ -141,7 +179,7 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
         "mediaType": media_type,
         "artifactType": parsed.artifact_type,
         "annotations": parsed.annotations,
-        "bundle": json.loads(config.getvalue()),
+        "bundle": bundle,
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
                    for l in parsed.layers],
         "files": sorted(files, key=lambda f: f["path"]),

@@ -42,7 +42,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from modelops_infra.bundles._auth import AuthStrategy, BasicCredentials, RegistryAuth, choose_auth
 from modelops_infra.bundles._digest import DIGEST_RE, digest_bytes, validate_digest
 from modelops_infra.bundles._host import RegistryHost
-from modelops_infra.bundles._http import MAX_SMALL_BODY, read_capped, redact
+from modelops_infra.bundles._http import MAX_SMALL_BODY, read_capped, redact, send
 from modelops_infra.bundles._oci import MANIFEST_MEDIA_TYPE
 from modelops_infra.bundles._pack import BlobSource
 from modelops_infra.bundles._reference import check_repository, check_tag
@@ -233,14 +233,14 @@ class RegistryClient:
                   body: Callable[[], Any] | None, kw: Mapping[str, Any]) -> tuple[requests.Response, str]:
         """One request, following redirects by hand: credentials are attached per hop, on the registry only.
 
-        Redirects are not left to ``requests``, which would read each redirect's
-        body into memory without a bound. Returns the response and the URL that gave it.
+        Redirects are not left to ``requests``, which reads each redirect's body
+        into memory without a bound. Returns the response and the URL that gave it.
         """
         for _ in range(_MAX_REDIRECTS + 1):
             sent = {**headers, **self._auth.headers_for(url, scope)}
             started = time.perf_counter()
-            resp = self._session.request(method, url, headers=sent, data=body() if body else None,
-                                         timeout=self._timeouts, stream=True, allow_redirects=False, **kw)
+            resp = send(self._session, method, url, headers=sent, data=body() if body else None,
+                        timeout=self._timeouts, **kw)
             log.debug("%s %s -> HTTP %d in %.3f s%s", method, redact(url), resp.status_code,
                       time.perf_counter() - started, " (with credentials)" if "Authorization" in sent else "")
             if not resp.is_redirect:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from modelops_infra.bundles import (
     BasicCredentials,
@@ -142,16 +143,22 @@ def test_a_plain_http_upload_location_on_a_tls_registry_is_refused():
     assert not [s for s in server.seen if s.method == "PUT"], "nothing may be sent to the refused location"
 
 
-class RecordingSession(requests.Session):
-    """A real session that records the timeout of every request it sends."""
+class RecordingAdapter(HTTPAdapter):
+    """A real transport adapter that records the timeout of every request it sends."""
 
     def __init__(self) -> None:
         super().__init__()
         self.timeouts: list[object] = []
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         self.timeouts.append(kwargs.get("timeout"))
-        return super().request(method, url, *args, **kwargs)
+        return super().send(request, **kwargs)
+
+
+def recording_session() -> tuple[requests.Session, RecordingAdapter]:
+    session, adapter = requests.Session(), RecordingAdapter()
+    session.mount("http://", adapter)
+    return session, adapter
 
 
 @pytest.fixture(scope="module")
@@ -163,19 +170,19 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 
 
 def test_every_request_including_the_authenticated_resend_uses_the_connect_timeout(auth_registry):
-    session = RecordingSession()
+    session, adapter = recording_session()
     with RegistryClient(auth_registry.address, credentials=CREDS, session=session, timeout=30) as client:
         client.upload_blob("tests/scoped", BLOB)
-    assert len(session.timeouts) >= 4, "HEAD (401, resent), POST, PUT at least"
-    assert set(session.timeouts) == {(5.0, 30)}, (
-        f"every request, the re-sent one included, should use (connect 5 s, read 30 s); got {session.timeouts}")
+    assert len(adapter.timeouts) >= 4, "HEAD (401, resent), POST, PUT at least"
+    assert set(adapter.timeouts) == {(5.0, 30)}, (
+        f"every request, the re-sent one included, should use (connect 5 s, read 30 s); got {adapter.timeouts}")
 
 
 def test_an_injected_session_is_used_and_left_open_for_its_owner(auth_registry):
-    session = RecordingSession()
+    session, adapter = recording_session()
     with RegistryClient(auth_registry.address, credentials=CREDS, session=session) as client:
         client.ping()
-    assert session.timeouts, "the client should send through the injected session"
+    assert adapter.timeouts, "the client should send through the injected session"
     # the session still works after the client closed: it is the caller's to close
     assert session.get(f"http://{auth_registry.address}/v2/", timeout=5).status_code == 401
 
