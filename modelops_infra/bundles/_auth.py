@@ -102,7 +102,8 @@ def resolve_basic_credentials(registry: str, environ: Mapping[str, str] | None =
     if not isinstance(config, dict):
         raise ConfigurationError(f"{path}: top level is a JSON {type(config).__name__}, not an object",
                                  hint="a Docker config is an object such as {\"auths\": {...}}")
-    auths = config.get("auths") or {}
+    auths = config.get("auths")
+    auths = {} if auths is None else auths
     if not isinstance(auths, dict):
         raise ConfigurationError(f"{path}: 'auths' is not an object")
     for key in (registry, f"https://{registry}", f"http://{registry}"):

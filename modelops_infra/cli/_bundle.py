@@ -21,7 +21,7 @@ from modelops_infra.bundles import (
     validate_bundle,
 )
 from modelops_infra.cli._console import echo_json, human_size, stdout_console, stdout_is_tty, transfer_progress
-from modelops_infra.errors import BundleValidationError
+from modelops_infra.errors import BundleValidationError, ConfigurationError
 
 __all__ = ["bundle_app", "validate"]
 
@@ -90,6 +90,30 @@ def push(
     typer.echo(str(result.reference))
 
 
+def _prepare_dest(dest: Path) -> bool:
+    """Make ``--dest`` an empty, writable directory before anything is fetched; True if it was created here.
+
+    A file in the way, an unwritable parent or a non-empty directory is a
+    :class:`ConfigurationError` naming ``--dest``, not an ``OSError`` after the download.
+    """
+    import tempfile
+
+    created = not dest.exists()
+    try:
+        if dest.exists() and not dest.is_dir():
+            raise ConfigurationError(f"--dest {dest} exists and is not a directory",
+                                     hint="give a new or empty directory")
+        dest.mkdir(parents=True, exist_ok=True)
+        if any(dest.iterdir()):
+            raise ConfigurationError(f"--dest {dest} exists and is not empty", hint="give a new or empty directory")
+        with tempfile.TemporaryFile(dir=dest):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"--dest {dest} cannot be written ({exc.strerror or exc})",
+                                 hint="give a directory you can write to") from exc
+    return created
+
+
 @bundle_app.command("pull")
 def pull(
     ref: str = typer.Argument(..., help="[registry/]repository[:tag|@sha256:...]", show_default=False),
@@ -98,11 +122,17 @@ def pull(
     as_json: bool = _JSON,
 ) -> None:
     """Fetch a bundle (verified, through the local cache) into DIR."""
-    total: int | None = None
-    if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
-        total = int(inspect_bundle(ref)["total_bytes"])
-    with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
-        local = pull_bundle(ref, dest, progress=progress)
+    created = _prepare_dest(dest)
+    try:
+        total: int | None = None
+        if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
+            total = int(inspect_bundle(ref)["total_bytes"])
+        with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
+            local = pull_bundle(ref, dest, progress=progress)
+    except BaseException:
+        if created and dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()  # leave no empty directory behind a failed pull
+        raise
     if as_json:
         echo_json({"digest": local.digest, "dest": str(dest), "name": local.manifest.name,
                    "version": local.manifest.version, "size": local.size, "repository": local.repository})

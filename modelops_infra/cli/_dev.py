@@ -29,17 +29,21 @@ _ENV = typer.Option("dev", "--env", help="Environment whose registry and schedul
 
 
 def resolve_scheduler(option: str | None, env: str, environ: Mapping[str, str] | None = None) -> str:
-    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default."""
-    from modelops_infra.client import load_bundle_env
+    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default.
+
+    The address is checked where it came from: a malformed one is a :class:`ConfigurationError`
+    naming its source, raised at once, before any connection is tried.
+    """
+    from modelops_infra.client import check_scheduler_address, load_bundle_env
 
     environ = os.environ if environ is None else environ
     if option:
-        return option
+        return check_scheduler_address(option, source="--scheduler")
     if environ.get("DASK_SCHEDULER"):
-        return environ["DASK_SCHEDULER"]
+        return check_scheduler_address(environ["DASK_SCHEDULER"], source="DASK_SCHEDULER")
     loaded = load_bundle_env(env, environ=environ)
     if loaded is not None and loaded.scheduler_address:
-        return loaded.scheduler_address
+        return check_scheduler_address(loaded.scheduler_address, source=f"{loaded.path}: scheduler.address")
     return DEFAULT_SCHEDULER
 
 

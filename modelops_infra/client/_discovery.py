@@ -20,7 +20,43 @@ import yaml
 from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
-__all__ = ["BundleEnv", "bundle_env_path", "get_registry_url", "load_bundle_env", "worker_image", "write_bundle_env"]
+__all__ = ["BundleEnv", "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env",
+           "scheduler_problem", "worker_image", "write_bundle_env"]
+
+
+def scheduler_problem(address: str) -> str | None:
+    """Why ``address`` is not a Dask scheduler address (``[tcp://]host:port``), or ``None`` (pure, no I/O).
+
+    Uses distributed's own address parser, so what passes here is what ``Client`` accepts.
+    """
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    if not address or address != address.strip() or any(c.isspace() for c in address):
+        return "it is empty or contains whitespace"
+    try:
+        scheme, location = parse_address(address, strict=False)
+    except ValueError as exc:
+        return str(exc)
+    if scheme not in backends:
+        return f"unknown protocol {scheme!r} (known: {', '.join(sorted(backends))})"
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        try:
+            _, port = parse_host_port(location)
+        except ValueError as exc:
+            return str(exc)
+        if not 1 <= int(port) <= 65535:
+            return f"port {port} is not from 1 to 65535"
+    return None
+
+
+def check_scheduler_address(address: str, *, source: str = "scheduler address") -> str:
+    """Return ``address`` if it is a Dask scheduler address; else raise :class:`ConfigurationError` naming ``source``."""
+    problem = scheduler_problem(address)
+    if problem:
+        raise ConfigurationError(f"{source} {address!r} is not a Dask scheduler address: {problem}",
+                                 hint="use tcp://host:port, e.g. tcp://127.0.0.1:8786")
+    return address
 
 
 def _home(environ: Mapping[str, str]) -> Path:
