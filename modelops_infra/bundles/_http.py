@@ -39,8 +39,9 @@ def send(session: requests.Session, method: str, url: str, *, timeout: tuple[flo
     """
     prep = session.prepare_request(requests.Request(method, url, headers=dict(headers or {}), data=data,
                                                     params=dict(params or {})))
-    env = session.merge_environment_settings(prep.url, {}, True, None, None)
-    resp = session.get_adapter(prep.url or url).send(prep, timeout=timeout, **env)
+    target = prep.url or url
+    env = session.merge_environment_settings(target, {}, True, None, None)
+    resp = session.get_adapter(target).send(prep, timeout=timeout, **env)
     extract_cookies_to_jar(session.cookies, prep, resp.raw)
     return resp
 
