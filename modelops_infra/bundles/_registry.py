@@ -134,23 +134,32 @@ class _Watchdog:
         self.seconds = seconds
         self.fired = False
         self._resp = resp
+        self._done = False
+        self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
 
     def _fire(self) -> None:
-        self.fired = True
-        conn = getattr(self._resp.raw, "connection", None)
-        sock = getattr(conn, "sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-            else:
-                self._resp.close()
-        except OSError:
-            pass
+        with self._lock:
+            # A connection already handed back to the pool (body read to its end) may serve
+            # another request by now: never shut that one down.
+            conn = getattr(self._resp.raw, "connection", None)
+            if self._done or conn is None:
+                return
+            self.fired = True
+            sock = getattr(conn, "sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+                else:
+                    self._resp.close()
+            except OSError:
+                pass
 
     def cancel(self) -> None:
+        with self._lock:
+            self._done = True
         self._timer.cancel()
 
 
@@ -246,7 +255,13 @@ class RegistryClient:
             if not resp.is_redirect:
                 return resp, url
             resp.close()
-            url = urljoin(url, resp.headers["Location"])
+            target = urljoin(url, resp.headers["Location"])
+            if urlsplit(target).scheme not in ("http", "https") or (
+                    urlsplit(target).scheme == "http" and urlsplit(url).scheme == "https"):
+                raise RegistryError(f"registry {self.registry}: {method} {redact(url)} was redirected to"
+                                    f" {redact(target)}, which is not https; refusing to follow",
+                                    registry=self.registry)
+            url = target
             if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                 method, body = "GET", None
         raise RegistryError(f"registry {self.registry}: more than {_MAX_REDIRECTS} redirects, last to {redact(url)}",

@@ -213,3 +213,15 @@ def test_the_blob_digest_check_survives_a_redirect(storage):
         with pytest.raises(IntegrityError) as info:
             client.download_blob("team/sims", wrong, len(DATA), io.BytesIO())
     assert "integrity error" in str(info.value), str(info.value)
+
+
+def test_a_redirect_from_tls_to_plain_http_is_refused():
+    def respond(h: Handler) -> None:
+        h.reply(307, b"", {"Location": "http://127.0.0.1:9/blob"})
+
+    with fake_server(respond) as server:
+        session = session_resolving("reg.example", server.port)
+        with RegistryClient("reg.example", session=session, environ={}, attempts=1) as client:
+            with pytest.raises(RegistryError) as info:
+                client.download_blob("team/sims", DIGEST, len(DATA), io.BytesIO())
+    assert "which is not https; refusing to follow" in str(info.value), str(info.value)
