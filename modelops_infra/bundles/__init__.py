@@ -32,10 +32,25 @@ from modelops_infra.bundles._ops import (
     resolve_reference,
 )
 from modelops_infra.bundles._pack import DEFAULT_FILE_THRESHOLD, BlobSource, PackedBundle, pack_bundle
-from modelops_infra.bundles._reference import Reference
-from modelops_infra.bundles._registry import RegistryClient, use_plain_http
-from modelops_infra.bundles._auth import BasicCredentials
-from modelops_infra.bundles._settings import DEFAULT_REPOSITORY, BundleSettings, parse_bool, parse_size
+from modelops_infra.bundles._reference import Reference, check_repository, check_tag
+from modelops_infra.bundles._registry import MIN_DOWNLOAD_RATE, RegistryClient, use_plain_http
+from modelops_infra.bundles._auth import (
+    AcrExchange,
+    AuthStrategy,
+    Basic,
+    BasicCredentials,
+    BearerChallenge,
+    choose_auth,
+)
+from modelops_infra.bundles._host import RegistryHost, is_acr, registry_problem
+from modelops_infra.bundles._settings import (
+    DEFAULT_REPOSITORY,
+    BundleSettings,
+    parse_bool,
+    parse_registry,
+    parse_seconds,
+    parse_size,
+)
 from modelops_infra.bundles._envspec import (
     ENVIRONMENT_FILES,
     REQUIREMENTS_FILE,
@@ -59,4 +74,7 @@ __all__ = [
     "parse_entrypoint", "parse_manifest", "parse_oci_manifest", "parse_requirements", "parse_size", "pull_bundle",
     "push_bundle", "push_packed", "require_valid_bundle", "resolve_reference", "use_plain_http", "validate_bundle",
     "validate_digest",
+    # registry hosts, auth strategies and bounds (issue 8)
+    "AcrExchange", "AuthStrategy", "Basic", "BearerChallenge", "MIN_DOWNLOAD_RATE", "RegistryHost", "check_repository",
+    "check_tag", "choose_auth", "is_acr", "parse_registry", "parse_seconds", "registry_problem",
 ]

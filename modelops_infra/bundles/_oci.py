@@ -119,17 +119,41 @@ def _descriptor(data: Any, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size, {str(k): str(v) for k, v in annotations.items()})
 
 
+#: Most layers a bundle manifest may list: the code layer plus one per large file. Far above any
+#: real bundle, low enough that a hostile manifest cannot make a pull loop over millions of blobs.
+MAX_LAYERS = 10_000
+
+
 def parse_oci_manifest(raw: bytes) -> ParsedManifest:
-    """Parse manifest bytes; raise ``ValueError`` saying which field is wrong."""
+    """Parse manifest bytes; raise ``ValueError`` saying which field is wrong.
+
+    Refuses more than :data:`MAX_LAYERS` layers, and any descriptor digest that
+    is not ``sha256:<64 lowercase hex>`` (sha512, uppercase, short), so callers
+    report bad content as an integrity error, not as a usage error.
+    """
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict) or data.get("schemaVersion") != 2:
         raise ValueError("not an OCI image manifest (schemaVersion 2)")
+    if "manifests" in data and "layers" not in data:
+        raise ValueError("an image index (a list of manifests), not an image manifest")
     layers = data.get("layers")
     if not isinstance(layers, list):
         raise ValueError("manifest.layers is not a list")
-    return ParsedManifest(
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"manifest.layers has {len(layers)} entries, more than the limit of {MAX_LAYERS}")
+    annotations = data.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ValueError("manifest.annotations is not an object")
+    parsed = ParsedManifest(
         config=_descriptor(data.get("config"), "manifest.config"),
         layers=[_descriptor(layer, f"manifest.layers[{i}]") for i, layer in enumerate(layers)],
-        annotations={str(k): str(v) for k, v in (data.get("annotations") or {}).items()},
+        annotations={str(k): str(v) for k, v in annotations.items()},
         artifact_type=data.get("artifactType"),
     )
+    from modelops_infra.bundles._digest import DIGEST_RE
+
+    for where, desc in [("manifest.config", parsed.config)] + [
+            (f"manifest.layers[{i}]", layer) for i, layer in enumerate(parsed.layers)]:
+        if not DIGEST_RE.match(desc.digest):
+            raise ValueError(f"{where}.digest {desc.digest!r} is not sha256:<64 lowercase hex>")
+    return parsed

@@ -45,7 +45,7 @@ class PushResult:
 
 
 def _client_for(registry: str, settings: BundleSettings) -> RegistryClient:
-    return RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout)
+    return RegistryClient.from_settings(settings, registry)
 
 
 def push_packed(client: RegistryClient, packed: PackedBundle, repository: str, *, tag: str | None = None,
@@ -201,42 +201,72 @@ def _environment_summary(env_files: dict[str, bytes], wheel_digests: list[str]) 
             "key": environment_key(spec, target, wheel_digests), "wheels": len(wheel_digests)}
 
 
+#: Most bytes of a bundle config ``inspect`` reads into memory (a bundle's manifest.json fields).
+INSPECT_MAX_CONFIG = 1024 * 1024
+#: Most bytes of the code layer ``inspect`` keeps in memory; the rest spools to a temp file.
+INSPECT_SPOOL_BYTES = 8 * 1024 * 1024
+
+
 def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
     """Manifest, annotations, layers and every file (with sizes) of a pushed bundle.
 
     Downloads (and verifies) only the config and the small code layer; large
-    file layers are listed from the manifest.
+    file layers are listed from the manifest. Memory is bounded: the config may
+    be at most :data:`INSPECT_MAX_CONFIG` bytes, and the code layer (at most
+    ``settings.max_extract_bytes``) spools to a temp file past
+    :data:`INSPECT_SPOOL_BYTES`.
+
+    Raises :class:`IntegrityError` naming the reference when it is not a bundle
+    (an image index, another artifact type) or its config or code layer is malformed.
     """
     import io
     import json
     import tarfile
+    import tempfile
+
+    from modelops_infra.bundles._oci import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE
 
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
     assert pinned.registry is not None and pinned.digest is not None
+    where = f"{pinned.registry}/{pinned.repository}@{pinned.digest}"
     files: list[dict[str, Any]] = []
     wheels: list[dict[str, Any]] = []
     env_files: dict[str, bytes] = {}
     with _client_for(pinned.registry, settings) as client:
         raw, media_type = client.get_manifest(pinned.repository, pinned.digest)
-        layout = BundleLayout.from_manifest(raw, source=f"{pinned.repository}@{pinned.digest}")
+        layout = BundleLayout.from_manifest(raw, source=where)
+        if layout.config.size > INSPECT_MAX_CONFIG:
+            raise IntegrityError(f"{where}: config blob {layout.config.digest} declares {layout.config.size} bytes,"
+                                 f" more than the {INSPECT_MAX_CONFIG} a bundle config may have")
         config = io.BytesIO()
         client.download_blob(pinned.repository, layout.config.digest, layout.config.size, config)
+        try:
+            bundle = json.loads(config.getvalue())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"{where}: config blob {layout.config.digest} is not JSON ({exc})") from exc
         for entry in layout.layers:
             layer = entry.descriptor
             if isinstance(entry, CodeLayer):
-                code = io.BytesIO()
-                client.download_blob(pinned.repository, layer.digest, layer.size, code)
-                code.seek(0)
-                with tarfile.open(fileobj=code, mode="r:") as tar:
-                    for member in tar:
-                        if member.isdir():
-                            continue
-                        files.append({"path": member.name, "size": member.size, "layer": "code"})
-                        if member.name in _ENV_FILE_NAMES and member.isfile() and member.size <= _ENV_FILE_CAP:
-                            handle = tar.extractfile(member)
-                            if handle is not None:
-                                env_files[member.name] = handle.read()
+                if layer.size > settings.max_extract_bytes:
+                    raise IntegrityError(f"{where}: code layer {layer.digest} declares {layer.size} bytes, over the"
+                                         f" extraction limit of {settings.max_extract_bytes}",
+                                         hint="MODELOPS_BUNDLE_MAX_EXTRACT_BYTES raises the limit")
+                with tempfile.SpooledTemporaryFile(max_size=INSPECT_SPOOL_BYTES) as code:
+                    client.download_blob(pinned.repository, layer.digest, layer.size, code)
+                    code.seek(0)
+                    try:
+                        with tarfile.open(fileobj=code, mode="r:") as tar:
+                            for member in tar:
+                                if member.isdir():
+                                    continue
+                                files.append({"path": member.name, "size": member.size, "layer": "code"})
+                                if member.name in _ENV_FILE_NAMES and member.isfile() and member.size <= _ENV_FILE_CAP:
+                                    handle = tar.extractfile(member)
+                                    if handle is not None:
+                                        env_files[member.name] = handle.read()
+                    except tarfile.TarError as exc:
+                        raise IntegrityError(f"{where}: code layer {layer.digest} is not a tar archive ({exc})") from exc
             elif isinstance(entry, WheelLayer):
                 wheels.append({"file": layer.title, "digest": layer.digest, "size": layer.size})
             else:
@@ -246,7 +276,7 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
         "mediaType": media_type,
         "artifactType": layout.artifact_type,
         "annotations": layout.annotations,
-        "bundle": json.loads(config.getvalue()),
+        "bundle": bundle,
         "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
                    for l in layout.descriptors],
         "files": sorted(files, key=lambda f: f["path"]),

@@ -6,13 +6,33 @@ import re
 from dataclasses import dataclass, replace
 
 from modelops_infra.bundles._digest import DIGEST_RE
+from modelops_infra.bundles._host import registry_problem
 from modelops_infra.errors import ReferenceError_
 
-__all__ = ["Reference"]
+__all__ = ["Reference", "check_repository", "check_tag"]
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$")
+_REPOSITORY_HINT = "repository components are lowercase letters, digits and . _ - separators"
+
+
+def check_repository(repository: str, *, source: str = "repository") -> str:
+    """Return ``repository`` if it is ``component[/component...]``; else raise naming ``source``.
+
+    Used at the edges (``--repository``) and by the registry client before a
+    repository goes into a URL path, so ``../x`` never reaches the network.
+    """
+    if not repository or not all(_COMPONENT.match(p) for p in repository.split("/")):
+        raise ReferenceError_(f"{source} {repository!r} is not a repository name", hint=_REPOSITORY_HINT)
+    return repository
+
+
+def check_tag(tag: str, *, source: str = "tag") -> str:
+    """Return ``tag`` if it is a valid OCI tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``); else raise naming ``source``."""
+    if not _TAG.match(tag):
+        raise ReferenceError_(f"{source} {tag!r} is not a tag",
+                              hint="tags are up to 128 letters, digits, _ . and -, not starting with . or -")
+    return tag
 
 
 def _looks_like_registry(part: str) -> bool:
@@ -55,12 +75,14 @@ class Reference:
         registry = None
         if len(parts) > 1 and _looks_like_registry(parts[0]):
             registry = parts.pop(0)
-            if not _HOST.match(registry):
-                raise ReferenceError_(f"malformed bundle reference {original!r}: bad registry host {registry!r}")
+            problem = registry_problem(registry)
+            if problem:
+                raise ReferenceError_(
+                    f"malformed bundle reference {original!r}: bad registry host {registry!r} ({problem})")
         if not parts or not all(_COMPONENT.match(p) for p in parts):
             raise ReferenceError_(
                 f"malformed bundle reference {original!r}: bad repository {'/'.join(parts)!r}",
-                hint="repository components are lowercase letters, digits and . _ - separators",
+                hint=_REPOSITORY_HINT,
             )
         return cls(registry=registry or default_registry, repository="/".join(parts), tag=tag, digest=digest)
 

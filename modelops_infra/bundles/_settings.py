@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelops_infra.bundles._host import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
-__all__ = ["DEFAULT_REPOSITORY", "BundleSettings", "parse_bool", "parse_size"]
+__all__ = ["DEFAULT_REPOSITORY", "BundleSettings", "parse_bool", "parse_registry", "parse_seconds", "parse_size"]
 
 DEFAULT_REPOSITORY = "modelops/bundles"
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -34,6 +36,26 @@ def parse_size(value: str, *, key: str) -> int:
         raise ConfigurationError(f"{key}={value!r} is not a size", hint="use bytes, or a suffix such as 500M or 2GiB")
     unit = (match.group(2) or "").lower().removesuffix("b")
     return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_seconds(value: str, *, key: str) -> float:
+    """``"7.5"`` -> 7.5 seconds; zero, negative, ``nan`` and ``inf`` are refused naming ``key``.
+
+    A timeout of 0 would fail every request and ``inf`` would wait forever, so neither is a setting.
+    """
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}={value!r} is not a number of seconds") from exc
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{key}={value!r} must be a positive, finite number of seconds",
+                                 hint="for example 30")
+    return seconds
+
+
+def parse_registry(value: str, *, key: str) -> str:
+    """Validate a registry ``host[:port]`` read from ``key``; the error names ``key`` (see :class:`RegistryHost`)."""
+    return str(RegistryHost.parse(value, source=key))
 
 
 @dataclass(frozen=True)
@@ -68,12 +90,10 @@ class BundleSettings:
         max_bytes = env.get("MODELOPS_BUNDLE_CACHE_MAX_BYTES")
         extract = env.get("MODELOPS_BUNDLE_MAX_EXTRACT_BYTES")
         timeout = env.get("MODELOPS_BUNDLE_TIMEOUT")
-        try:
-            timeout_value = float(timeout) if timeout else cls.timeout
-        except ValueError as exc:
-            raise ConfigurationError(f"MODELOPS_BUNDLE_TIMEOUT={timeout!r} is not a number of seconds") from exc
+        timeout_value = parse_seconds(timeout, key="MODELOPS_BUNDLE_TIMEOUT") if timeout else cls.timeout
+        registry = env.get("MODELOPS_BUNDLE_REGISTRY")
         return cls(
-            registry=env.get("MODELOPS_BUNDLE_REGISTRY") or None,
+            registry=parse_registry(registry, key="MODELOPS_BUNDLE_REGISTRY") if registry else None,
             repository=env.get("MODELOPS_BUNDLE_REPOSITORY") or DEFAULT_REPOSITORY,
             insecure=parse_bool(insecure, key="MODELOPS_BUNDLE_INSECURE") if insecure else None,
             cache_dir=Path(env["MODELOPS_BUNDLE_CACHE_DIR"]).expanduser()

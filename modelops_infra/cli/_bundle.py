@@ -13,7 +13,10 @@ from modelops_infra.bundles import (
     PythonTarget,
     environment_key,
     RegistryClient,
+    RegistryHost,
     WheelTarget,
+    check_repository,
+    check_tag,
     inspect_bundle,
     packed_bundle,
     pull_bundle,
@@ -21,7 +24,7 @@ from modelops_infra.bundles import (
     validate_bundle,
 )
 from modelops_infra.cli._console import echo_json, human_size, stdout_console, stdout_is_tty, transfer_progress
-from modelops_infra.errors import BundleValidationError
+from modelops_infra.errors import BundleValidationError, ConfigurationError
 
 __all__ = ["bundle_app", "validate"]
 
@@ -88,14 +91,18 @@ def push(
     from modelops_infra.client import get_registry_url
 
     settings = BundleSettings.from_env()
-    registry = registry or get_registry_url(env)
+    # Every input is checked before packing, so a typo fails in milliseconds, naming the option.
+    host = RegistryHost.parse(registry, source="--registry") if registry else RegistryHost.parse(get_registry_url(env))
+    target_repository = check_repository(repository, source="--repository") if repository else settings.repository
+    if tag is not None:
+        check_tag(tag, source="--tag")
     target: bool | WheelTarget = False
     if wheels or python_version:
         target = WheelTarget(python_version or WheelTarget.python_version, platform)
     with packed_bundle(path, settings=settings, wheels=target) as packed, \
             transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
-            RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout) as client:
-        result = push_packed(client, packed, repository or settings.repository, tag=tag, progress=progress)
+            RegistryClient.from_settings(settings, host) as client:
+        result = push_packed(client, packed, target_repository, tag=tag, progress=progress)
     if as_json:
         echo_json({**result.to_dict(), "tag": tag, "name": packed.manifest.name, "version": packed.manifest.version})
         return
@@ -103,6 +110,30 @@ def push(
                f" ({human_size(result.bytes_uploaded)}), {result.blobs_skipped} already present,"
                f" {human_size(result.total_bytes)} in all" + (f"; tagged {tag}" if tag else ""))
     typer.echo(str(result.reference))
+
+
+def _prepare_dest(dest: Path) -> bool:
+    """Make ``--dest`` an empty, writable directory before anything is fetched; True if it was created here.
+
+    A file in the way, an unwritable parent or a non-empty directory is a
+    :class:`ConfigurationError` naming ``--dest``, not an ``OSError`` after the download.
+    """
+    import tempfile
+
+    created = not dest.exists()
+    try:
+        if dest.exists() and not dest.is_dir():
+            raise ConfigurationError(f"--dest {dest} exists and is not a directory",
+                                     hint="give a new or empty directory")
+        dest.mkdir(parents=True, exist_ok=True)
+        if any(dest.iterdir()):
+            raise ConfigurationError(f"--dest {dest} exists and is not empty", hint="give a new or empty directory")
+        with tempfile.TemporaryFile(dir=dest):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"--dest {dest} cannot be written ({exc.strerror or exc})",
+                                 hint="give a directory you can write to") from exc
+    return created
 
 
 @bundle_app.command("pull")
@@ -115,11 +146,17 @@ def pull(
     as_json: bool = _JSON,
 ) -> None:
     """Fetch a bundle (verified, through the local cache) into DIR."""
-    total: int | None = None
-    if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
-        total = int(inspect_bundle(ref)["total_bytes"])
-    with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
-        local = pull_bundle(ref, dest, progress=progress, verify=verify)
+    created = _prepare_dest(dest)
+    try:
+        total: int | None = None
+        if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
+            total = int(inspect_bundle(ref)["total_bytes"])
+        with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
+            local = pull_bundle(ref, dest, progress=progress, verify=verify)
+    except BaseException:
+        if created and dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()  # leave no empty directory behind a failed pull
+        raise
     if as_json:
         echo_json({"digest": local.digest, "dest": str(dest), "name": local.manifest.name,
                    "version": local.manifest.version, "size": local.size, "repository": local.repository})

@@ -29,17 +29,21 @@ _ENV = typer.Option("dev", "--env", help="Environment whose registry and schedul
 
 
 def resolve_scheduler(option: str | None, env: str, environ: Mapping[str, str] | None = None) -> str:
-    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default."""
-    from modelops_infra.client import load_bundle_env
+    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default.
+
+    The address is checked where it came from: a malformed one is a :class:`ConfigurationError`
+    naming its source, raised at once, before any connection is tried.
+    """
+    from modelops_infra.client import check_scheduler_address, load_bundle_env
 
     environ = os.environ if environ is None else environ
     if option:
-        return option
+        return check_scheduler_address(option, source="--scheduler")
     if environ.get("DASK_SCHEDULER"):
-        return environ["DASK_SCHEDULER"]
+        return check_scheduler_address(environ["DASK_SCHEDULER"], source="DASK_SCHEDULER")
     loaded = load_bundle_env(env, environ=environ)
     if loaded is not None and loaded.scheduler_address:
-        return loaded.scheduler_address
+        return check_scheduler_address(loaded.scheduler_address, source=f"{loaded.path}: scheduler.address")
     return DEFAULT_SCHEDULER
 
 
@@ -57,12 +61,13 @@ def smoke_test(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: passed, bundle_ref, result, timings, error."),
 ) -> None:
     """Push a bundle, run one SimTask on the cluster and check the result; exit 1 naming the failed stage."""
-    from modelops_infra.bundles import BundleSettings
+    from modelops_infra.bundles import BundleSettings, RegistryHost
     from modelops_infra.client import get_registry_url
     from modelops_infra.client._smoketest import run_smoke_test
 
     settings = BundleSettings.from_env()
-    report = run_smoke_test(bundle=bundle, registry=registry or get_registry_url(env),
+    target = str(RegistryHost.parse(registry, source="--registry")) if registry else get_registry_url(env)
+    report = run_smoke_test(bundle=bundle, registry=target,
                             scheduler=resolve_scheduler(scheduler, env), timeout=timeout,
                             repository=repository or settings.repository, settings=settings)
     if as_json:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
 __all__ = ["StackOutputs", "find_project_dir", "find_pulumi", "parse_stack_outputs", "read_stack_outputs"]
@@ -70,6 +71,7 @@ def parse_stack_outputs(text: str, *, stack: str | None) -> StackOutputs:
         have = ", ".join(sorted(data)) or "none"
         raise ConfigurationError(f"{name} has no usable output 'acr_login_server' (outputs: {have})",
                                  hint="run `pulumi up` on that stack first")
+    registry = str(RegistryHost.parse(registry, source=f"{name}: output 'acr_login_server'"))
     scheduler = data.get("scheduler_address")
     if scheduler is not None and not isinstance(scheduler, str):
         raise ConfigurationError(f"{name}: output 'scheduler_address' must be a string, got {scheduler!r}")

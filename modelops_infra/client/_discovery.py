@@ -17,9 +17,46 @@ from pathlib import Path
 
 import yaml
 
+from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
-__all__ = ["BundleEnv", "bundle_env_path", "get_registry_url", "load_bundle_env", "worker_image", "write_bundle_env"]
+__all__ = ["BundleEnv", "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env",
+           "scheduler_problem", "worker_image", "write_bundle_env"]
+
+
+def scheduler_problem(address: str) -> str | None:
+    """Why ``address`` is not a Dask scheduler address (``[tcp://]host:port``), or ``None`` (pure, no I/O).
+
+    Uses distributed's own address parser, so what passes here is what ``Client`` accepts.
+    """
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    if not address or address != address.strip() or any(c.isspace() for c in address):
+        return "it is empty or contains whitespace"
+    try:
+        scheme, location = parse_address(address, strict=False)
+    except ValueError as exc:
+        return str(exc)
+    if scheme not in backends:
+        return f"unknown protocol {scheme!r} (known: {', '.join(sorted(backends))})"
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        try:
+            _, port = parse_host_port(location)
+        except ValueError as exc:
+            return str(exc)
+        if not 1 <= int(port) <= 65535:
+            return f"port {port} is not from 1 to 65535"
+    return None
+
+
+def check_scheduler_address(address: str, *, source: str = "scheduler address") -> str:
+    """Return ``address`` if it is a Dask scheduler address; else raise :class:`ConfigurationError` naming ``source``."""
+    problem = scheduler_problem(address)
+    if problem:
+        raise ConfigurationError(f"{source} {address!r} is not a Dask scheduler address: {problem}",
+                                 hint="use tcp://host:port, e.g. tcp://127.0.0.1:8786")
+    return address
 
 
 def _home(environ: Mapping[str, str]) -> Path:
@@ -55,6 +92,10 @@ def load_bundle_env(env: str = "dev", *, environ: Mapping[str, str] | None = Non
     scheduler = (data.get("scheduler") or {}).get("address") if isinstance(data.get("scheduler"), dict) else None
     if registry is not None and not isinstance(registry, str):
         raise ConfigurationError(f"{path}: registry.login_server must be a string")
+    if registry:
+        registry = str(RegistryHost.parse(registry, source=f"{path}: registry.login_server"))
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise ConfigurationError(f"{path}: scheduler.address must be a string")
     return BundleEnv(registry, scheduler, path)
 
 
@@ -63,7 +104,7 @@ def get_registry_url(env: str = "dev", *, environ: Mapping[str, str] | None = No
     environ = os.environ if environ is None else environ
     value = environ.get("MODELOPS_BUNDLE_REGISTRY")
     if value:
-        return value
+        return str(RegistryHost.parse(value, source="MODELOPS_BUNDLE_REGISTRY"))
     loaded = load_bundle_env(env, environ=environ)
     if loaded is not None and loaded.registry:
         return loaded.registry
@@ -82,7 +123,11 @@ def worker_image(env: str = "dev", tag: str = "latest", *, environ: Mapping[str,
 
 def write_bundle_env(env: str, registry: str, scheduler_address: str | None = None, *,
                      environ: Mapping[str, str] | None = None) -> Path:
-    """Atomically write ``~/.modelops/bundle-env/<env>.yaml`` with mode 0600. Idempotent."""
+    """Atomically write ``~/.modelops/bundle-env/<env>.yaml`` with mode 0600. Idempotent.
+
+    Raises :class:`ConfigurationError` (writing nothing) if ``registry`` is not a ``host[:port]``.
+    """
+    registry = str(RegistryHost.parse(registry, source="registry login server"))
     path = bundle_env_path(env, environ=environ)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data: dict[str, object] = {"registry": {"login_server": registry}}

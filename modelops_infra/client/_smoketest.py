@@ -149,6 +149,13 @@ class _Deadline:
 def _connect(scheduler: str, timeout: float) -> Client:
     from distributed import Client
 
+    from modelops_infra.client._discovery import scheduler_problem
+
+    # A malformed address is refused before a Client exists: distributed would otherwise spend the
+    # timeout failing, then print a Client.__del__ traceback while closing the half-made client.
+    problem = scheduler_problem(scheduler)
+    if problem:
+        raise ValueError(f"{scheduler!r} is not a Dask scheduler address: {problem}")
     return Client(scheduler, timeout=max(timeout, 0.5), set_as_default=False)
 
 
@@ -211,8 +218,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
         done("pack")
 
         with stages.stage("push"):
-            with RegistryClient(registry, insecure=settings.insecure, timeout=settings.timeout,
-                                credentials=credentials) as reg:
+            with RegistryClient.from_settings(settings, registry, credentials=credentials) as reg:
                 pushed = push_packed(reg, packed, repository)
             report.bundle_ref = str(pushed.reference)
         done("push")
@@ -221,7 +227,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
         with stages.stage("connect"):
             try:
                 client = _connect(scheduler, deadline.remaining())
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 stages.fail("connect", f"cannot reach scheduler {scheduler} within {timeout:g} s ({exc})", exc)
         done("connect")
         assert client is not None

@@ -92,6 +92,7 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         DaskWorkspace,
         DaskWorkspaceArgs,
     )
+    from modelops_infra.bundles import RegistryHost
     from modelops_infra.infra.naming import aks_dns_prefix
 
     project, stack = pulumi.get_project(), pulumi.get_stack()
@@ -101,7 +102,10 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         # Two-stack layout: the registry (and its resource group) live in another stack.
         logger.info("reading the registry from stack %s", cfg.infra_stack)
         infra = pulumi.StackReference(cfg.infra_stack)
-        login_server: pulumi.Input[str] = infra.require_output("acr_login_server")
+        source = f"stack {cfg.infra_stack} output 'acr_login_server'"
+        # Another stack's output is input from outside this program: checked like any registry string.
+        login_server: pulumi.Input[str] = infra.require_output("acr_login_server").apply(
+            lambda value: str(RegistryHost.parse(value, source=source)))
         registry_id: pulumi.Input[str] = infra.require_output("registry_id")
         registry_name: pulumi.Input[str] = infra.require_output("registry_name")
         resource_group_name: pulumi.Input[str] = infra.require_output("resource_group_name")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from requests.adapters import HTTPAdapter
 
 from modelops_infra.bundles import RegistryClient
@@ -103,9 +104,9 @@ class FixedCredential:
 
 
 def _client(port: int) -> RegistryClient:
-    client = RegistryClient(HOST, environ={"HOME": "/nonexistent"}, attempts=1)
-    client._session.mount(f"https://{HOST}", ToLocal(port))
-    return client
+    session = requests.Session()  # the transport seam: the only thing replaced is where test.azurecr.io goes
+    session.mount(f"https://{HOST}", ToLocal(port))
+    return RegistryClient(HOST, environ={"HOME": "/nonexistent"}, attempts=1, session=session)
 
 
 def test_aad_token_is_exchanged_for_an_acr_access_token(acr, monkeypatch):

@@ -624,3 +624,20 @@ def test_local_cloud_dispatches_to_the_local_stack_without_cloud_sdks(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"out": {"acr_login_server": "127.0.0.1:5999"}, "calls": 1, "heavy": []}
+
+
+def test_a_malformed_acr_login_server_from_the_infra_stack_fails_the_deploy_naming_it() -> None:
+    infra_outputs = {
+        "acr_login_server": "me@sharedacr77.azurecr.io",
+        "registry_id": f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/shared/providers/Microsoft.ContainerRegistry/registries/sharedacr77",
+        "registry_name": "sharedacr77",
+        "resource_group_name": "shared",
+    }
+    cfg = stack_config("dev", {**NO_SMOKE, "modelops:infraStack": "acme/modelops/infra"})
+    from modelops_infra.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        run_program(cfg, AzureMocks(stack_outputs=infra_outputs))
+    text = str(info.value)
+    assert "acme/modelops/infra" in text and "userinfo" in text, (
+        f"the deploy should fail naming the stack output and the reason; got {text}")

@@ -34,3 +34,24 @@ def test_no_matching_pod_is_a_connect_stage_error():
 def test_a_direct_address_is_used_as_is():
     with scheduler_endpoint({"scheduler_address": "tcp://10.0.0.5:8786"}, timeout=5) as address:
         assert address == "tcp://10.0.0.5:8786"
+
+
+TOKEN = "kubeconfig-token-must-not-leak-4242"
+
+
+@pytest.mark.parametrize(("kubeconfig", "needle"), [
+    (f"users:\n- name: u\n  user:\n    token: {TOKEN}\n  bad: [unclosed\n", "not valid YAML at line"),
+    (f"- token: {TOKEN}\n", "YAML list, not a mapping"),
+    (f"apiVersion: v1\nusers:\n- name: u\n  user: {{token: {TOKEN}}}\ncurrent-context: missing-{TOKEN}\n",
+     "cannot be loaded"),
+])
+def test_a_malformed_kubeconfig_is_a_connect_error_that_never_shows_its_content(kubeconfig, needle):
+    import traceback
+
+    props = {"kubeconfig": kubeconfig, "namespace": "modelops", "scheduler_service": "dask-scheduler"}
+    with pytest.raises(SmokeTestError) as info:
+        with scheduler_endpoint(props, timeout=5):
+            pass
+    assert info.value.stage == "connect" and needle in str(info.value), str(info.value)
+    shown = "".join(traceback.format_exception(info.value))  # what Pulumi prints for a provider error
+    assert TOKEN not in shown, f"the kubeconfig's content leaked into the error or its traceback:\n{shown}"

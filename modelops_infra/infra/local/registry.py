@@ -1,5 +1,8 @@
 """``LocalRegistry``: the CNCF distribution registry on 127.0.0.1, as a Pulumi component.
 
+The registry process gets an allow-listed environment (:func:`service_env`), not
+the environment of ``pulumi up`` with its secrets.
+
 Its ``login_server`` output (``127.0.0.1:<port>``) plays the part of the Azure
 registry's login server: the local workspace's workers get it as
 ``MODELOPS_BUNDLE_REGISTRY``, and the stack exports it as ``acr_login_server``.
@@ -7,6 +10,7 @@ registry's login server: the local workspace's workers get it as
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, Resource
 
+from modelops_infra.infra.local._environment import service_env
 from modelops_infra.infra.local._processes import port_in_use, spawn_detached, tail, wait_until
 from modelops_infra.infra.local._provider import ServiceProvider
 
@@ -59,7 +64,7 @@ class RegistryProcessProvider(ServiceProvider):
         config = data / "config.yml"
         config.write_text(registry_config_yaml(port, data / "storage"))
         log = logs / "registry.log"
-        handle = spawn_detached([binary, "serve", str(config)], log=log)
+        handle = spawn_detached([binary, "serve", str(config)], log=log, env=service_env(os.environ, python=False))
         url = f"http://127.0.0.1:{port}/v2/"
         if not wait_until(lambda: requests.get(url, timeout=1).status_code == 200, timeout=30, alive=handle):
             handle.stop()

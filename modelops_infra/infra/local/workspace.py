@@ -2,13 +2,16 @@
 
 Workers get ``MODELOPS_BUNDLE_REGISTRY`` from the registry component's
 ``login_server`` *output* -- the same wiring as the AKS workspace -- so changing
-the registry replaces the workers.
+the registry replaces the workers. Scheduler and workers get an allow-listed
+environment (:func:`~modelops_infra.infra.local._environment.service_env`), not
+the whole environment of ``pulumi up``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, Resource
 
+from modelops_infra.infra.local._environment import service_env
 from modelops_infra.infra.local._processes import ProcessHandle, port_in_use, spawn_detached, tail, wait_until
 from modelops_infra.infra.local._provider import ServiceProvider
 
@@ -36,11 +40,16 @@ def worker_argv(scheduler: str, name: str, threads: int, memory: str, local_dir:
             "--memory-limit", memory, "--name", name, "--no-dashboard", "--local-directory", local_dir]
 
 
-def worker_env(base: dict[str, str], registry: str, cache_dir: str, repository: str) -> dict[str, str]:
-    """The workers' environment (pure): the registry comes from the registry's output."""
-    # The deployer's bundle settings are not the workers' (the registry comes from the stack), but the
-    # package index for bundle environments is the same machine's.
-    env = {k: v for k, v in base.items() if not k.startswith("MODELOPS_BUNDLE_") or k == "MODELOPS_BUNDLE_INDEX_URL"}
+def worker_env(base: Mapping[str, str], registry: str, cache_dir: str, repository: str) -> dict[str, str]:
+    """The workers' environment (pure): the allow-list of :func:`service_env`, and the registry from its output.
+
+    Workers run bundle code, so nothing outside the allow-list (passphrases, cloud
+    secrets, registry passwords) is passed on from ``base``. The deployer's bundle
+    settings are not the workers' (the registry comes from the stack), but the
+    package index for bundle environments is the same machine's.
+    """
+    env = {k: v for k, v in service_env(base, python=True).items()
+           if not k.startswith("MODELOPS_BUNDLE_") or k == "MODELOPS_BUNDLE_INDEX_URL"}
     env.update({"MODELOPS_BUNDLE_REGISTRY": registry, "MODELOPS_BUNDLE_CACHE_DIR": cache_dir,
                 "MODELOPS_BUNDLE_REPOSITORY": repository})
     return env
@@ -69,7 +78,7 @@ class SchedulerProvider(ServiceProvider):
             if port_in_use(p):
                 raise RuntimeError(f"scheduler: port {p} on 127.0.0.1 is already in use (modelops:local.{key})")
         log = Path(props["log_dir"]) / "scheduler.log"
-        env = {**os.environ, **(props.get("env") or {})}
+        env = service_env(os.environ, python=True, extra=props.get("env") or {})
         handle = spawn_detached(scheduler_argv(port, dash), log=log, env=env)
         health = f"http://127.0.0.1:{dash}/health"
         if not wait_until(lambda: requests.get(health, timeout=1).ok, timeout=60, alive=handle):
@@ -93,7 +102,7 @@ class WorkersProvider(ServiceProvider):
 
         count, scheduler = int(props["count"]), str(props["scheduler"])
         data, logs = Path(props["data_dir"]), Path(props["log_dir"])
-        env = worker_env(dict(os.environ), str(props["registry"]), str(data / "cache"), str(props["repository"]))
+        env = worker_env(os.environ, str(props["registry"]), str(data / "cache"), str(props["repository"]))
         handles: list[ProcessHandle] = []
         try:
             for i in range(count):

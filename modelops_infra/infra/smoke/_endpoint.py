@@ -54,15 +54,40 @@ def _pump(src: Any, dst: Any, stop: threading.Event) -> None:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-@contextlib.contextmanager
-def _port_forward(kubeconfig: str, namespace: str, service: str, port: int, timeout: float) -> Iterator[str]:
+def _kube_client(kubeconfig: str) -> Any:
+    """An API client from kubeconfig text; errors say what is wrong, never what the kubeconfig holds.
+
+    YAML and kube-config errors quote the offending text (tokens, certificates),
+    and Pulumi prints a provider error's whole traceback, so the library's
+    exception is not chained here (``from None``): only its type and position are kept.
+    """
     import yaml
-    from kubernetes import client as k8s
     from kubernetes import config as k8s_config
-    from kubernetes.stream import portforward
 
     try:
-        api_client = k8s_config.new_client_from_config_dict(yaml.safe_load(kubeconfig))
+        data = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SmokeTestError(f"connect: the kubeconfig is not valid YAML{where} ({type(exc).__name__}; its content"
+                             " is secret and not shown)", stage="connect") from None
+    if not isinstance(data, dict):
+        raise SmokeTestError(f"connect: the kubeconfig is a YAML {type(data).__name__}, not a mapping",
+                             stage="connect")
+    try:
+        return k8s_config.new_client_from_config_dict(data)
+    except Exception:  # kubernetes raises ConfigException, KeyError, ValueError, ... quoting the config
+        raise SmokeTestError("connect: the kubeconfig cannot be loaded (missing or malformed context, cluster or"
+                             " user; its content is secret and not shown)", stage="connect") from None
+
+
+@contextlib.contextmanager
+def _port_forward(kubeconfig: str, namespace: str, service: str, port: int, timeout: float) -> Iterator[str]:
+    from kubernetes import client as k8s
+    from kubernetes.stream import portforward
+
+    api_client = _kube_client(kubeconfig)
+    try:
         core = k8s.CoreV1Api(api_client)
         svc = core.read_namespaced_service(service, namespace, _request_timeout=timeout)
         pods = core.list_namespaced_pod(namespace, _request_timeout=timeout).items

@@ -52,8 +52,15 @@ class BundleSmokeTestProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if not news.get("registry"):
+        registry = news.get("registry")
+        if not registry:
             failures.append(CheckFailure("registry", "the registry login server is empty"))
+        elif isinstance(registry, str):
+            from modelops_infra.bundles import registry_problem
+
+            problem = registry_problem(registry)
+            if problem:
+                failures.append(CheckFailure("registry", f"registry {registry!r} is not a host[:port]: {problem}"))
         if not news.get("scheduler_address") and not (news.get("kubeconfig") and news.get("namespace")):
             failures.append(CheckFailure("scheduler_address",
                                          "give scheduler_address, or kubeconfig + namespace + scheduler_service"))
