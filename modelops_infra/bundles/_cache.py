@@ -67,11 +67,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from modelops_infra.bundles._digest import DIGEST_RE, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._envspec import PythonTarget, environment_key, find_environment
 from modelops_infra.bundles._extract import ExtractBudget, TreeWriter, extract_code_tar, place_file
+from modelops_infra.bundles._locks import HolderLock
 from modelops_infra.bundles._layout import BundleLayout, CodeLayer, FileLayer, WheelLayer
 from modelops_infra.bundles._manifest import BundleManifest, parse_manifest
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
@@ -218,25 +219,23 @@ class BundleCache:
     def entry_dir(self, digest: str) -> Path:
         return self.root / "entries" / "sha256" / digest_hex(digest)
 
-    def _lock(self, digest: str) -> FileLock:
-        return FileLock(str(self.root / "locks" / f"{digest_hex(digest)}.lock"))
+    def _lock(self, name: str) -> HolderLock:
+        """The lock of ``locks/<name>.lock`` (a bundle's hex digest, ``env-<hex>`` or ``evict``).
+
+        It records its holder, so a waiter that times out names the process it waited for.
+        """
+        return HolderLock(self.root / "locks" / f"{name}.lock", timeout=self.lock_timeout)
 
     @contextlib.contextmanager
-    def _locked(self, lock: FileLock, timeout: float, busy: str) -> Iterator[None]:
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout as exc:
-            raise CacheError(f"timed out after {timeout:.0f} s waiting for {lock.lock_file}", hint=busy) from exc
-        except OSError as exc:
-            raise _cache_error("cannot take the cache lock", exc, Path(lock.lock_file)) from exc
+    def _locked(self, lock: HolderLock, timeout: float) -> Iterator[None]:
+        lock.acquire(timeout=timeout)  # CacheError naming the holder, or the unwritable locks/ directory
         try:
             yield
         finally:
             lock.release()
 
     def _bundle_locked(self, digest: str) -> contextlib.AbstractContextManager[None]:
-        return self._locked(self._lock(digest), self.lock_timeout,
-                            "another process is downloading this bundle, or hung holding the lock")
+        return self._locked(self._lock(digest_hex(digest)), self.lock_timeout)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -431,9 +430,8 @@ class BundleCache:
         (default the cache's), which should cover a whole build.
         """
         hexkey = digest_hex(validate_digest(key))
-        lock = FileLock(str(self.root / "locks" / f"env-{hexkey}.lock"))
         wait = self.lock_timeout if lock_timeout is None else lock_timeout
-        with self._locked(lock, wait, "another process is building this environment, or hung holding the lock"):
+        with self._locked(self._lock(f"env-{hexkey}"), wait):
             found = self.environment(key)
             if found is None:
                 self._sweep_staging()
@@ -672,7 +670,7 @@ class BundleCache:
         if limit is None:
             return []
         keep_hex = {digest_hex(k) for k in keep}
-        with FileLock(str(self.root / "locks" / "evict.lock"), timeout=self.lock_timeout):
+        with self._locked(self._lock("evict"), self.lock_timeout):
             rows = self._items()
             total = sum(r[2] for r in rows)
             evicted: list[str] = []
@@ -681,10 +679,10 @@ class BundleCache:
                     break
                 if folder.name in keep_hex or self._leased(name):
                     continue
-                lock = FileLock(str(self.root / "locks" / f"{name}.lock"))
+                lock = self._lock(name)
                 try:
                     lock.acquire(timeout=0)
-                except Timeout:
+                except CacheError:  # busy: a fetch or build holds it, so it is not evicted now
                     continue
                 try:
                     if self._leased(name):

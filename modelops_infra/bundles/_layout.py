@@ -34,6 +34,7 @@ from modelops_infra.bundles._oci import (
     CODE_LAYER_MEDIA_TYPE,
     CONFIG_MEDIA_TYPE,
     FILE_LAYER_MEDIA_TYPE,
+    MAX_LAYERS,
     WHEEL_LAYER_MEDIA_TYPE,
     Descriptor,
     is_wheel_filename,
@@ -121,6 +122,9 @@ class BundleLayout:
         raw_layers = data.get("layers")
         if not isinstance(raw_layers, list):
             raise IntegrityError(f"{source}: manifest.layers is not a list")
+        if len(raw_layers) > MAX_LAYERS:
+            raise IntegrityError(f"{source}: manifest.layers has {len(raw_layers)} entries, more than the limit of"
+                                 f" {MAX_LAYERS}")
         descriptors = [_descriptor(item, f"layers[{i}]", source) for i, item in enumerate(raw_layers)]
         layers: list[Layer] = []
         paths: set[str] = set()

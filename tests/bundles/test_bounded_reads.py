@@ -186,5 +186,5 @@ def test_a_blob_at_a_healthy_rate_is_not_cut_off(tmp_path):
     manifest = manifest_for([code_layer_desc()])
     with fake_server(bundle_registry(manifest)) as server, \
             RegistryClient(server.address, environ={}, timeout=1.0) as client:
-        local, _ = BundleCache(tmp_path / "cache").ensure("team/sims", digest_bytes(manifest), client=client)
+        local = BundleCache(tmp_path / "cache").ensure("team/sims", digest_bytes(manifest), client=client)
     assert (local.path / "sim.py").is_file()
