@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): run every benchmark and print ratio vs bar.
 
-Options: ``--only pipeline|environments|engine``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
+Options: ``--only cli|pipeline|environments|engine``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
 Exit status is 1 if any bar is missed, so a regression is visible.
 """
 
@@ -13,13 +13,17 @@ import sys
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--only", choices=("pipeline", "environments", "engine"), default=None)
+    parser.add_argument("--only", choices=("pipeline", "environments", "engine", "cli"), default=None)
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = []
+    if args.only in (None, "cli"):
+        from benchmarks import cli
+
+        results += cli.run()
     if args.only in (None, "pipeline"):
         from benchmarks import pipeline
 

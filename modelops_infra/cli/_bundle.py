@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from modelops_infra.bundles import (
-    BundleSettings,
-    PythonTarget,
-    environment_key,
-    RegistryClient,
-    RegistryHost,
-    WheelTarget,
-    check_repository,
-    check_tag,
-    inspect_bundle,
-    packed_bundle,
-    pull_bundle,
-    push_packed,
-    validate_bundle,
-)
+import modelops_infra.bundles as bundles  # lazy: each command imports only what it uses
 from modelops_infra.cli._console import echo_json, human_size, stdout_console, stdout_is_tty, transfer_progress
 from modelops_infra.errors import BundleValidationError, ConfigurationError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["bundle_app", "validate"]
 
@@ -37,7 +25,7 @@ _JSON = typer.Option(False, "--json", help="Print one JSON object instead of tex
 @bundle_app.command("validate")
 def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
     """Check a bundle without running it; list every problem and exit 1 if there is one."""
-    report = validate_bundle(path)
+    report = bundles.validate_bundle(path)
     env = report.environment
     if as_json:
         m = report.manifest
@@ -46,14 +34,14 @@ def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
                                                        "entrypoint": m.entrypoint},
                    "environment": None if env is None else {
                        "file": env.source, "kind": env.kind, "pins": list(env.pins),
-                       "key": environment_key(env), "python": str(PythonTarget.current())}})
+                       "key": bundles.environment_key(env), "python": str(bundles.PythonTarget.current())}})
     elif report.ok:
         assert report.manifest is not None
         m = report.manifest
         typer.echo(f"{path}: valid bundle {m.name} {m.version} (entrypoint {m.entrypoint})")
         if env is not None:
             typer.echo(f"  environment: {env.source}, {len(env.pins)} requirement(s); key for"
-                       f" {PythonTarget.current()}: {environment_key(env)}")
+                       f" {bundles.PythonTarget.current()}: {bundles.environment_key(env)}")
         for warning in report.warnings:
             typer.echo(f"  warning: {warning}", err=True)
     else:
@@ -90,19 +78,19 @@ def push(
     """Validate, pack and push a bundle. The last stdout line is the pinned reference (registry/repo@sha256:...)."""
     from modelops_infra.client import get_registry_url
 
-    settings = BundleSettings.from_env()
+    settings = bundles.BundleSettings.from_env()
     # Every input is checked before packing, so a typo fails in milliseconds, naming the option.
-    host = RegistryHost.parse(registry, source="--registry") if registry else RegistryHost.parse(get_registry_url(env))
-    target_repository = check_repository(repository, source="--repository") if repository else settings.repository
+    host = bundles.RegistryHost.parse(registry, source="--registry") if registry else bundles.RegistryHost.parse(get_registry_url(env))
+    target_repository = bundles.check_repository(repository, source="--repository") if repository else settings.repository
     if tag is not None:
-        check_tag(tag, source="--tag")
-    target: bool | WheelTarget = False
+        bundles.check_tag(tag, source="--tag")
+    target: bool | bundles.WheelTarget = False
     if wheels or python_version:
-        target = WheelTarget(python_version or WheelTarget.python_version, platform)
-    with packed_bundle(path, settings=settings, wheels=target) as packed, \
+        target = bundles.WheelTarget(python_version or bundles.WheelTarget.python_version, platform)
+    with bundles.packed_bundle(path, settings=settings, wheels=target) as packed, \
             transfer_progress(f"push {packed.manifest.name}", packed.total_size) as progress, \
-            RegistryClient.from_settings(settings, host) as client:
-        result = push_packed(client, packed, target_repository, tag=tag, progress=progress)
+            bundles.RegistryClient.from_settings(settings, host) as client:
+        result = bundles.push_packed(client, packed, target_repository, tag=tag, progress=progress)
     if as_json:
         echo_json({**result.to_dict(), "tag": tag, "name": packed.manifest.name, "version": packed.manifest.version})
         return
@@ -150,9 +138,9 @@ def pull(
     try:
         total: int | None = None
         if stdout_is_tty():  # only a terminal gets a bar, so only it pays for the size lookup
-            total = int(inspect_bundle(ref)["total_bytes"])
+            total = int(bundles.inspect_bundle(ref)["total_bytes"])
         with transfer_progress(f"pull {ref.rsplit('/', 1)[-1][:40]}", total) as progress:
-            local = pull_bundle(ref, dest, progress=progress, verify=verify)
+            local = bundles.pull_bundle(ref, dest, progress=progress, verify=verify)
     except BaseException:
         if created and dest.is_dir() and not any(dest.iterdir()):
             dest.rmdir()  # leave no empty directory behind a failed pull
@@ -166,6 +154,8 @@ def pull(
 
 
 def _inspect_table(info: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title="files", show_edge=False)
     table.add_column("file")
     table.add_column("size", justify="right")
@@ -182,7 +172,7 @@ def inspect(
     as_json: bool = _JSON,
 ) -> None:
     """Show a pushed bundle's manifest, files and sizes without downloading it."""
-    info = inspect_bundle(ref)
+    info = bundles.inspect_bundle(ref)
     if as_json:
         echo_json(info)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from modelops_infra.bundles import BundleCache, BundleSettings
+import modelops_infra.bundles as bundles  # lazy: imported when the command runs
 from modelops_infra.cli._console import echo_json
 from modelops_infra.errors import CacheError
 
@@ -21,8 +21,8 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
     evicted, so its next use fetches it again. Exits 0 if every entry was
     sound, 8 (cache) if any was evicted.
     """
-    settings = BundleSettings.from_env()
-    cache = BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
+    settings = bundles.BundleSettings.from_env()
+    cache = bundles.BundleCache(settings.cache_dir, max_bytes=settings.cache_max_bytes,
                         max_extract_bytes=settings.max_extract_bytes)
     results = cache.verify()
     broken = [(digest, problem) for digest, problem in results if problem is not None]
