@@ -21,7 +21,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
 export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
-.PHONY: help setup venv registry pulumi interop-tools wheelhouse container-tools test up down bench clean
+.PHONY: help setup venv registry pulumi interop-tools wheelhouse container-tools lint test up down bench clean
 
 help:
 	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
@@ -81,7 +81,12 @@ setup: venv registry pulumi
 
 # --- the two commands -----------------------------------------------------------------
 
-test: setup interop-tools wheelhouse container-tools
+# Lint and types run first in make test, so a regression fails CI before the slow tests.
+lint: venv
+	$(VENV)/bin/ruff check modelops_infra tests benchmarks
+	$(PY) -m mypy modelops_infra
+
+test: setup lint interop-tools wheelhouse container-tools
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: setup

@@ -63,7 +63,7 @@ def cold_environment(index: PackageIndex, work: Path, rounds: int) -> Result:
     uv = uv_binary()
     ours, plain = [], []
     for r in range(rounds):
-        def ours_once() -> float:
+        def ours_once(r: int = r) -> float:
             cache = BundleCache(work / f"env-cache-{r}")
             start = time.perf_counter()
             env, lease = cache.ensure_environment(environment_key(spec), lambda venv, scratch: build_environment(
@@ -71,7 +71,7 @@ def cold_environment(index: PackageIndex, work: Path, rounds: int) -> Result:
             lease.release()
             return time.perf_counter() - start
 
-        def plain_once() -> float:
+        def plain_once(r: int = r) -> float:
             target = work / f"plain-{r}"
             env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
             env.update(UV_CACHE_DIR=str(work / f"plain-uv-cache-{r}"), UV_NO_PROGRESS="1")

@@ -19,10 +19,10 @@ from typing import Any
 
 from distributed import Client
 
+from benchmarks._result import Result
 from modelops_infra.bundles import BundleCache, RegistryClient, push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.worker import fetch_bundle_task
-from benchmarks._result import Result
 from tests.services import Registry, start_dask, start_registry
 
 TINY_SOURCE = "def tiny(params, seed):\n    return {'x': params['x'] * 2, 'seed': seed}\n"
@@ -79,9 +79,9 @@ def warm_overhead(registry: Registry, work: Path, tasks: int, rounds: int) -> Re
             for r in range(rounds):
                 # interleave so machine noise hits both sides alike; fresh seeds so keys never repeat
                 base = (r + 1) * 1_000_000
-                ours.append(_timed(lambda: svc.gather(svc.submit_batch(
+                ours.append(_timed(lambda base=base: svc.gather(svc.submit_batch(
                     [SimTask(ref, {"x": i}, base + i) for i in range(tasks)]))))
-                plain.append(_timed(lambda: client.gather(client.map(
+                plain.append(_timed(lambda base=base: client.gather(client.map(
                     tiny, [{"x": i} for i in range(tasks)], [base + i for i in range(tasks)], pure=False))))
     finally:
         cluster.stop()
@@ -102,7 +102,7 @@ def cold_pull(registry: Registry, work: Path, size_mb: int, rounds: int) -> Resu
     for r in range(rounds):
         cache_dir = work / f"cold-cache-{r}"
 
-        def pull() -> None:
+        def pull(cache_dir: Path = cache_dir) -> None:
             with RegistryClient(registry.address) as rc:
                 BundleCache(cache_dir).ensure(pushed.reference.repository, pushed.digest, client=rc)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import netns  # noqa: F401  (a fixture for the tests that need a namespace)
 from tests.services import (
     DaskCluster,
     PackageIndex,

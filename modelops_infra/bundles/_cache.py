@@ -72,8 +72,8 @@ from filelock import Timeout
 from modelops_infra.bundles._digest import DIGEST_RE, digest_file, digest_hex, validate_digest
 from modelops_infra.bundles._envspec import PythonTarget, environment_key, find_environment
 from modelops_infra.bundles._extract import ExtractBudget, TreeWriter, extract_code_tar, place_file
-from modelops_infra.bundles._locks import HolderLock
 from modelops_infra.bundles._layout import BundleLayout, CodeLayer, FileLayer, WheelLayer
+from modelops_infra.bundles._locks import HolderLock
 from modelops_infra.bundles._manifest import BundleManifest, parse_manifest
 from modelops_infra.bundles._registry import ProgressCallback, RegistryClient
 from modelops_infra.bundles._streams import SyncedWriter, fsync_dir

@@ -224,7 +224,6 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
     import tarfile
     import tempfile
 
-    from modelops_infra.bundles._oci import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE
 
     settings = settings or BundleSettings.from_env()
     pinned = resolve_reference(ref, settings=settings)
@@ -277,8 +276,8 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
         "artifactType": layout.artifact_type,
         "annotations": layout.annotations,
         "bundle": bundle,
-        "layers": [{"mediaType": l.media_type, "digest": l.digest, "size": l.size, "title": l.title}
-                   for l in layout.descriptors],
+        "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size, "title": d.title}
+                   for d in layout.descriptors],
         "files": sorted(files, key=lambda f: f["path"]),
         "environment": _environment_summary(env_files, [w["digest"] for w in wheels]),
         "wheels": wheels,

@@ -95,7 +95,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     'INTERNAL'
     """
     for cls in type(exc).__mro__:
-        code = _BY_ERROR.get(cls)  # type: ignore[arg-type]
+        code = _BY_ERROR.get(cls)
         if code is not None:
             return code
     if isinstance(exc, KeyboardInterrupt):

@@ -62,16 +62,17 @@ class DaskSimulationService:
 
     # pure=False with explicit keys: the key already names the work (digest, function, params, seed),
     # and pure=False stops Dask from hashing the arguments a second time.
-    def submit(self, task: SimTask) -> Future:
+    def submit(self, task: SimTask) -> Future[dict[str, Any]]:
         *args, key = self._args(task)
         return self.client.submit(run_sim_task, *args, key=key, pure=False)
 
-    def submit_batch(self, tasks: Iterable[SimTask]) -> list[Future]:
+    def submit_batch(self, tasks: Iterable[SimTask]) -> list[Future[dict[str, Any]]]:
         rows = [self._args(t) for t in tasks]
         if not rows:
             return []
-        cols = list(zip(*rows))
+        cols = list(zip(*rows, strict=True))
         return self.client.map(run_sim_task, *cols[:6], key=list(cols[6]), pure=False)
 
-    def gather(self, futures: Sequence[Future]) -> list[dict[str, Any]]:
-        return self.client.gather(list(futures))
+    def gather(self, futures: Sequence[Future[dict[str, Any]]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = self.client.gather(list(futures))
+        return results

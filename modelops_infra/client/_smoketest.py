@@ -168,7 +168,7 @@ def _close(client: Client | None) -> None:
         log.debug("closing dask client: %s", exc)
 
 
-def _wait_result(future: Future, deadline: _Deadline, stage: str, stages: _Stages, what: str) -> Any:
+def _wait_result(future: Future[Any], deadline: _Deadline, stage: str, stages: _Stages, what: str) -> Any:
     try:
         return future.result(timeout=deadline.remaining())
     except TimeoutError:

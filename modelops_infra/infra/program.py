@@ -84,6 +84,7 @@ def _deploy_local(cfg: StackConfig) -> Mapping[str, Any] | None:
 
 
 def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
+    from modelops_infra.bundles import RegistryHost
     from modelops_infra.infra.azure import (
         AksCluster,
         AksClusterArgs,
@@ -92,7 +93,6 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         DaskWorkspace,
         DaskWorkspaceArgs,
     )
-    from modelops_infra.bundles import RegistryHost
     from modelops_infra.infra.naming import aks_dns_prefix
 
     project, stack = pulumi.get_project(), pulumi.get_stack()

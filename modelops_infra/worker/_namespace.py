@@ -142,4 +142,5 @@ def load_entrypoint(root: Path, digest: str, fn_ref: str) -> Callable[[dict[str,
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise BundleRunError(f"run: bundle {digest} module {module_name!r} has no function {func_name!r}", digest=digest)
-    return fn
+    entry: Callable[[dict[str, Any], int], Any] = fn
+    return entry

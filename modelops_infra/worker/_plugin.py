@@ -82,6 +82,7 @@ def _runtime() -> BundleRuntime:
             "fetch: the modelops worker plugin is not loaded on this worker",
             hint="start workers with --preload modelops_infra.worker, or client.register_plugin(ModelOpsWorkerPlugin())",
         )
+    assert isinstance(runtime, BundleRuntime)
     return runtime
 
 

@@ -22,7 +22,6 @@ prints lands in the worker's log.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import select

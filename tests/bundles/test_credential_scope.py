@@ -19,9 +19,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from modelops_infra.bundles import (
+    CONFIG_MEDIA_TYPE,
     BasicCredentials,
     BlobSource,
-    CONFIG_MEDIA_TYPE,
     Descriptor,
     RegistryClient,
     digest_bytes,

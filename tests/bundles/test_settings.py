@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from modelops_infra.bundles import DEFAULT_REPOSITORY, BundleSettings, RegistryClient, parse_bool, parse_size, use_plain_http
+from modelops_infra.bundles import (
+    DEFAULT_REPOSITORY,
+    BundleSettings,
+    RegistryClient,
+    parse_bool,
+    parse_size,
+    use_plain_http,
+)
 from modelops_infra.errors import ConfigurationError
 
 

@@ -58,8 +58,9 @@ def pulled_worker_image(dockerd: Dockerd, worker_image: BuiltImage) -> str:
 @pytest.fixture
 def checkout_copy(tmp_path: Path) -> Path:
     """A copy of the package files of this checkout, to change without touching the repository."""
-    from modelops_infra.infra.image import checkout_files
     import shutil
+
+    from modelops_infra.infra.image import checkout_files
 
     dest = tmp_path / "checkout"
     for rel in checkout_files(REPO_ROOT):

@@ -36,7 +36,7 @@ D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 def _index(*platforms: str) -> dict:
     return {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": [
         {"mediaType": DOCKER_MANIFEST, "digest": f"sha256:{str(i) * 64}", "size": 1,
-         "platform": dict(zip(("os", "architecture"), p.split("/")))} for i, p in enumerate(platforms)]}
+         "platform": dict(zip(("os", "architecture"), p.split("/"), strict=True))} for i, p in enumerate(platforms)]}
 
 
 def test_linux_amd64_is_selected_from_an_index_whatever_its_position() -> None:

@@ -30,7 +30,7 @@ from modelops_infra.bundles import (
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.errors import BundleRunError, IntegrityError, RequirementsError
 from modelops_infra.worker import BundleRuntime, run_sim_task
-from tests.bundles.test_network_faults import netns, sh  # noqa: F401  (netns is a fixture)
+from tests.netns import sh
 from tests.services import registry_binary, stop
 
 VERSION_SIM = """

@@ -78,7 +78,7 @@ class AksCluster(pulumi.ComponentResource):
         super().__init__("modelops:infra:AksCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        cluster = containerservice.ManagedCluster(  # type: ignore[call-overload]  # dict literals are *ArgsDict TypedDicts
+        cluster = containerservice.ManagedCluster(
             f"{name}-cluster",
             resource_group_name=args.resource_group_name,
             location=args.location,
@@ -169,5 +169,5 @@ def _kubelet_object_id(profile: object) -> str:
             key="identity_profile",
         )
     identity = profile["kubeletidentity"]  # type: ignore[index]
-    object_id = getattr(identity, "object_id", None) or identity.get("objectId")  # type: ignore[union-attr]
+    object_id = getattr(identity, "object_id", None) or identity.get("objectId")
     return str(object_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -14,6 +15,9 @@ from modelops_infra.infra.azure import k8s_specs as specs
 from modelops_infra.infra.azure.roles import acr_pull_assignment
 from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, DEFAULT_EXTRA_PACKAGES, AutoscaleConfig
 from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
+
+if TYPE_CHECKING:
+    from modelops_infra.infra.image.provider import WorkerImage
 
 __all__ = ["DaskWorkspace", "DaskWorkspaceArgs", "WORKER_IMAGE_REPOSITORY"]
 
@@ -243,7 +247,7 @@ class DaskWorkspace(pulumi.ComponentResource):
             }
         )
 
-    def _worker_image(self, name: str, args: DaskWorkspaceArgs) -> pulumi.Resource:
+    def _worker_image(self, name: str, args: DaskWorkspaceArgs) -> WorkerImage:
         """The image built by the stack (``WorkerImage``), pushed to the workspace's registry."""
         from modelops_infra.infra.image import default_checkout
         from modelops_infra.infra.image.provider import WorkerImage, WorkerImageArgs

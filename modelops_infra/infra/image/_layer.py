@@ -100,7 +100,7 @@ def pack_layer(tree: Path, prefix: str, out: Path, *, extra: Sequence[LayerEntry
         compressed = _HashingWriter(raw)
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=compresslevel, mtime=0) as gz:
             uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=uncompressed, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=uncompressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 parts = prefix.split("/")
                 for i in range(1, len(parts) + 1):
                     tar.addfile(_info("/".join(parts[:i]), tarfile.DIRTYPE, 0o755))

@@ -4,7 +4,7 @@ import platform
 import random
 
 
-def run(params: dict, seed: int) -> dict:
+def run(params: dict[str, object], seed: int) -> dict[str, object]:
     rng = random.Random(seed)
     beta, gamma, s, i, r = 0.3, 0.1, 0.99, 0.01, 0.0
     for _ in range(50):
