@@ -274,7 +274,7 @@ def _registry_secret(
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.Secret:
     """The ``kubernetes.io/dockerconfigjson`` Secret; its content is a secret Output end to end."""
-    config = pulumi.Output.secret(
+    config: pulumi.Output[str] = pulumi.Output.secret(  # type: ignore[arg-type]  # Output.all loses the types
         pulumi.Output.all(login_server, credentials.username, credentials.password).apply(
             lambda v: specs.docker_config_json(str(v[0]), str(v[1]), str(v[2]))
         )
