@@ -250,6 +250,12 @@ setup_netns() {
     in_ns ip addr add "$node_ip/24" dev "$node_if"
     in_ns ip link set "$node_if" up
     in_ns ip link set lo up
+    # The node reaches Service IPs through kube-proxy's DNAT, which needs a
+    # route first. One through lo: whatever is not DNATed loops back and is
+    # dropped, so nothing for the Service range ever leaves the namespace.
+    # (This kernel has no dummy device, and a blackhole route fails the
+    # lookup before the DNAT.)
+    in_ns ip route add "$svc_cidr" dev lo
     # Per network namespace on this kernel: the host's own values are untouched.
     in_ns sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 }
@@ -323,8 +329,102 @@ up() {
             -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
     }
     wait_for "node $node_name" 120 node_ready
+    start_coredns
     log "cluster up in $((SECONDS - t0)) s; kubeconfig $state/admin.kubeconfig"
     printf '%s\n' "$state/admin.kubeconfig"
+}
+
+# CoreDNS serves cluster.local only: nothing routes out of the namespace, so
+# there is no upstream to forward to. It listens on 1053 so it can run as
+# nobody with no capability; the kube-dns Service maps 53 to it.
+start_coredns() {
+    local image
+    image=modelops.local/coredns:$("$bin/coredns" -version 2>/dev/null | sed -n 's/^CoreDNS-//p' | head -n1)
+    mkdir -p "$state/images"
+    if [ ! -s "$state/images/coredns.tar" ] || [ "$bin/coredns" -nt "$state/images/coredns.tar" ]; then
+        "$script_dir/oci-image.sh" "$image" "$bin/coredns" "$state/images/coredns.tar"
+    fi
+    ctr --address "$sock" -n k8s.io images import "$state/images/coredns.tar" >/dev/null
+    cat >"$state/coredns.yaml" <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:1053 {
+        errors
+        health :8080
+        ready :8181
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+        }
+        cache 30
+        loop
+        reload
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      dnsPolicy: Default
+      securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: coredns
+        image: $image
+        imagePullPolicy: Never
+        args: [-conf, /etc/coredns/Corefile]
+        ports:
+        - {name: dns, containerPort: 1053, protocol: UDP}
+        - {name: dns-tcp, containerPort: 1053, protocol: TCP}
+        readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 2}
+        livenessProbe: {httpGet: {path: /health, port: 8080}, initialDelaySeconds: 10}
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+        resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 128Mi}}
+        volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
+      volumes: [{name: config, configMap: {name: coredns}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: $dns_ip
+  selector: {k8s-app: kube-dns}
+  ports:
+  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+EOF
+    kubectl_admin apply -f "$state/coredns.yaml" >/dev/null
+    wait_for "CoreDNS (kubernetes.default resolves)" 120 in_ns python3 "$script_dir/dns-query.py" "$dns_ip" \
+        kubernetes.default.svc.cluster.local "$api_svc_ip"
 }
 
 # --------------------------------------------------------------------------- down
