@@ -21,7 +21,7 @@ Keys (camelCase in YAML, snake_case here)::
                               autoscale{enabled,minReplicas,maxReplicas,targetCpuUtilization}
     modelops:smokeTest        enabled, bundle, timeout, triggers
     modelops:local            registryPort, schedulerPort, dashboardPort, workers
-    modelops:kubernetes       context, registry{loginServer,username}   (cloud: kubernetes)
+    modelops:kubernetes       context, registry{loginServer,username,insecure} (cloud: kubernetes)
     modelops:kubeconfig       secret: a kubeconfig's path or its content (cloud: kubernetes)
     modelops:registryPassword secret: the password of kubernetes.registry.username
 
@@ -225,11 +225,14 @@ class KubernetesRegistryConfig:
     """``modelops:kubernetes.registry`` and ``modelops:registryPassword``: where bundles live.
 
     ``username=None`` means an open registry; then no password may be set.
+    ``insecure`` makes workers and the smoke test speak plain HTTP to it
+    (loopback registries always do).
     """
 
     login_server: str = ""
     username: str | None = None
     password: SecretText | None = None
+    insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -512,7 +515,7 @@ def _parse_kubernetes(raw: Mapping[str, Any]) -> KubernetesConfig:
 
     rp = f"{p}.registry"
     r_raw = _obj(k_raw, "registry", prefix=p)
-    _reject_unknown(r_raw, ("loginServer", "username"), prefix=rp)
+    _reject_unknown(r_raw, ("loginServer", "username", "insecure"), prefix=rp)
     login_server = _opt_str(r_raw, "loginServer", prefix=rp)
     if login_server is None or not login_server.strip():
         raise ConfigurationError(
@@ -546,7 +549,12 @@ def _parse_kubernetes(raw: Mapping[str, Any]) -> KubernetesConfig:
     return KubernetesConfig(
         kubeconfig=kubeconfig,
         context=context,
-        registry=KubernetesRegistryConfig(login_server=login_server, username=username, password=password),
+        registry=KubernetesRegistryConfig(
+            login_server=login_server,
+            username=username,
+            password=password,
+            insecure=_bool(r_raw, "insecure", default=False, prefix=rp),
+        ),
     )
 
 

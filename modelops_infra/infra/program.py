@@ -140,10 +140,17 @@ def _deploy_kubernetes(cfg: StackConfig, *, image: pulumi.Input[str] | None = No
         fields["image"] = image
     workspace = DaskWorkspace(
         "dask",
-        DaskWorkspaceArgs(provider=provider, login_server=login_server, registry_credentials=credentials, **fields),
+        DaskWorkspaceArgs(
+            provider=provider,
+            login_server=login_server,
+            registry_credentials=credentials,
+            registry_insecure=kube.registry.insecure,
+            **fields,
+        ),
     )
     outputs = _workspace_outputs(login_server, workspace)
-    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, credentials=credentials)
+    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, credentials=credentials,
+                        insecure=kube.registry.insecure)
     if smoke is not None:
         outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
         outputs["smoke_test_result"] = smoke.result
@@ -257,6 +264,7 @@ def _smoke_test(
     *,
     kubeconfig: pulumi.Input[str] | None = None,
     credentials: RegistryCredentials | None = None,
+    insecure: bool = False,
 ) -> Any | None:
     """Create the deploy-time ``BundleSmokeTest`` when ``modelops:smokeTest.enabled``.
 
@@ -284,6 +292,7 @@ def _smoke_test(
             scheduler_service=workspace.scheduler_service,
             registry_username=credentials.username if credentials is not None else None,
             registry_password=credentials.password if credentials is not None else None,
+            insecure=insecure,
             timeout=cfg.smoke_test.timeout,
             triggers=list(cfg.smoke_test.triggers),
         ),

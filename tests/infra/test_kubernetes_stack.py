@@ -336,3 +336,14 @@ def test_the_kubernetes_stack_never_imports_the_azure_sdk() -> None:
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
+
+
+def test_an_insecure_registry_is_plain_http_for_the_workers_and_the_smoke_test_only_when_asked(kube: Run) -> None:
+    assert "MODELOPS_BUNDLE_INSECURE" not in env_of(containers(kube.named("dask-workers"))[0])
+    run = run_kube(kube_config(
+        registry={"loginServer": "10.233.0.2:5000", "insecure": True}, password=None,
+        **{"modelops:smokeTest": {"timeout": 30}},
+    ))
+    for name in ("dask-scheduler", "dask-workers"):
+        assert env_of(containers(run.named(name))[0])["MODELOPS_BUNDLE_INSECURE"] == "true", name
+    assert run.one("pulumi-python:dynamic/modelops:BundleSmokeTest").inputs["insecure"] is True

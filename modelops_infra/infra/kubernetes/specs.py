@@ -203,18 +203,21 @@ def bundle_env(
     login_server: Any,
     repository: str,
     identity_env: Sequence[Mapping[str, Any]] = (),
+    insecure: bool = False,
 ) -> list[dict[str, Any]]:
     """Environment shared by scheduler and workers.
 
     ``login_server`` is usually an Output and is kept as such: the registry a
     worker pulls from is the registry component's output, never a literal.
     ``identity_env`` (:attr:`PodAccess.env`, AKS: ``AZURE_CLIENT_ID``) follows
-    the registry settings. The cache settings are the workers' own:
-    :func:`bundle_cache_env`.
+    the registry settings. ``insecure`` adds ``MODELOPS_BUNDLE_INSECURE=true``
+    (plain HTTP to a registry that is not on loopback). The cache settings are
+    the workers' own: :func:`bundle_cache_env`.
     """
     return [
         {"name": "MODELOPS_BUNDLE_REGISTRY", "value": login_server},
         {"name": "MODELOPS_BUNDLE_REPOSITORY", "value": repository},
+        *([{"name": "MODELOPS_BUNDLE_INSECURE", "value": "true"}] if insecure else []),
         *(dict(e) for e in identity_env),
         # Dask writes config and scratch files under HOME and its temporary
         # directory; both point at the /tmp emptyDir so the root fs can be read-only.

@@ -103,6 +103,8 @@ class DaskWorkspaceArgs:
     cache_size: str = "10Gi"
     autoscale: AutoscaleConfig | None = None
     registry_credentials: RegistryCredentials | None = None
+    #: Plain HTTP to the registry (``MODELOPS_BUNDLE_INSECURE``); loopback registries need no flag.
+    registry_insecure: bool = False
     identity: WorkspaceIdentity | None = None
 
 
@@ -170,6 +172,7 @@ class DaskWorkspace(pulumi.ComponentResource):
             login_server=args.login_server,
             repository=args.bundle_repository,
             identity_env=access.env,
+            insecure=args.registry_insecure,
         )
 
         scheduler = k8s.apps.v1.Deployment(
