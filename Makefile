@@ -21,13 +21,15 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The language host runs this interpreter (it ignores Pulumi.yaml's virtualenv option; docs/pulumi-engine.md).
 export PULUMI_PYTHON_CMD := $(VENV)/bin/python
 
-.PHONY: help setup venv registry pulumi interop-tools wheelhouse container-tools lint test up down bench clean
+.PHONY: help setup venv registry pulumi interop-tools wheelhouse container-tools lint test up down bench clean kube-deps kube kube-up kube-down
 
 help:
 	@echo "make up    - deploy the local stack (registry + Dask + smoke test), no cloud account needed"
 	@echo "make test  - set up everything and run the whole test suite"
 	@echo "make down  - destroy the local stack"
 	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
+	@echo "make kube-up   - start a single-node Kubernetes in a network namespace (docs/kubernetes.md)"
+	@echo "make kube-down - stop it and restore what it changed on the host"
 
 # --- set-up ---------------------------------------------------------------------------
 
@@ -103,3 +105,35 @@ bench: setup wheelhouse
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
+
+# --- a single-node Kubernetes (docs/kubernetes.md) --------------------------------------
+
+# Debian's etcd, containerd, runc and CNI plugins; gcc for the static pause binary.
+kube-deps:
+	@missing=""; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v containerd >/dev/null || missing="$$missing containerd"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	test -x /usr/lib/cni/bridge || missing="$$missing containernetworking-plugins"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v gcc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The cluster binaries and pulumi-resource-kubernetes, built once into ~/.cache/modelops/kube/.
+kube: kube-deps
+	@mkdir -p $(ROOT)/.modelops/bin
+	@dir=$$($(ROOT)/scripts/kube.sh) && echo "$$dir" > $(ROOT)/.modelops/kube-bin-dir \
+	  && ln -sfn "$$dir/kubectl" $(ROOT)/.modelops/bin/kubectl \
+	  && ln -sfn "$$dir/pulumi-resource-kubernetes" $(ROOT)/.modelops/bin/pulumi-resource-kubernetes
+
+kube-up: kube
+	@MODELOPS_KUBE_BIN=$$(cat $(ROOT)/.modelops/kube-bin-dir) $(ROOT)/scripts/kube-cluster.sh up
+
+kube-down:
+	@$(ROOT)/scripts/kube-cluster.sh down

@@ -11,7 +11,7 @@ offending key, so ``pulumi preview`` fails before any resource is planned::
 
 Keys (camelCase in YAML, snake_case here)::
 
-    modelops:cloud            azure | local                       (default azure)
+    modelops:cloud            azure | kubernetes | local          (default azure)
     modelops:infraStack       org/project/stack holding the registry (optional)
     modelops:registry         sku (Basic|Standard|Premium), resourceGroup
     modelops:aks              kubernetesVersion, systemPool{vmSize,count},
@@ -22,8 +22,13 @@ Keys (camelCase in YAML, snake_case here)::
                               autoscale{enabled,minReplicas,maxReplicas,targetCpuUtilization}
     modelops:smokeTest        enabled, bundle, timeout, triggers
     modelops:local            registryPort, schedulerPort, dashboardPort, workers
+    modelops:kubernetes       context, registry{loginServer,username,insecure} (cloud: kubernetes)
+    modelops:kubeconfig       secret: a kubeconfig's path or its content (cloud: kubernetes)
+    modelops:registryPassword secret: the password of kubernetes.registry.username
 
 This module imports no cloud SDK: the local stack reads the same object.
+The two secret keys are held as :class:`SecretText`, whose ``repr`` hides the
+value, and no error message ever quotes them.
 """
 
 from __future__ import annotations
@@ -42,10 +47,13 @@ __all__ = [
     "AutoscaleConfig",
     "CONFIG_NAMESPACE",
     "ConfigSource",
+    "KubernetesConfig",
+    "KubernetesRegistryConfig",
     "LocalConfig",
     "RegistryConfig",
     "REGISTRY_SKUS",
     "SchedulerConfig",
+    "SecretText",
     "SmokeTestConfig",
     "StackConfig",
     "SystemPoolConfig",
@@ -59,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAMESPACE = "modelops"
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
-CLOUDS = ("azure", "local")
+CLOUDS = ("azure", "kubernetes", "local")
 
 #: The worker image's default base: a slim official Python image of the clients' Python version.
 #: TODO(issue 9): pin by digest (``@sha256:…``) once it has been checked against Docker Hub; the
@@ -68,12 +76,39 @@ DEFAULT_BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 #: Installed into the worker image beside ``modelops-infra[azure]`` and uv (bokeh renders the dashboard).
 DEFAULT_EXTRA_PACKAGES = ("bokeh>=3.1",)
 
-#: Top-level keys that hold structured objects, and those that hold scalars.
-_OBJECT_KEYS = ("registry", "aks", "workspace", "smokeTest", "local")
+#: Top-level keys that hold structured objects, scalars, and secrets (scalars kept as SecretText).
+_OBJECT_KEYS = ("registry", "aks", "workspace", "smokeTest", "local", "kubernetes")
 _SCALAR_KEYS = ("cloud", "infraStack")
+_SECRET_KEYS = ("kubeconfig", "registryPassword")
+#: Keys that only the kubernetes cloud reads; set on another cloud they are an error, not ignored.
+_KUBERNETES_ONLY_KEYS = ("kubernetes", "kubeconfig", "registryPassword")
 
 
 # --------------------------------------------------------------------------- dataclasses
+
+
+class SecretText:
+    """A secret config value: compared and hashed by value, never shown by ``repr`` or ``str``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The value itself; wrap it in ``pulumi.Output.secret`` before it reaches a resource."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretText(***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretText) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -200,6 +235,35 @@ class LocalConfig:
 
 
 @dataclass(frozen=True)
+class KubernetesRegistryConfig:
+    """``modelops:kubernetes.registry`` and ``modelops:registryPassword``: where bundles live.
+
+    ``username=None`` means an open registry; then no password may be set.
+    ``insecure`` makes workers and the smoke test speak plain HTTP to it
+    (loopback registries always do).
+    """
+
+    login_server: str = ""
+    username: str | None = None
+    password: SecretText | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """``modelops:kubernetes`` and ``modelops:kubeconfig``: the workspace on any cluster.
+
+    ``kubeconfig`` is the secret config value as given, a path or the content;
+    :func:`modelops_infra.infra.kubernetes.kubeconfig.resolve_kubeconfig` reads it.
+    ``context=None`` means the kubeconfig's ``current-context``.
+    """
+
+    kubeconfig: SecretText | None = None
+    context: str | None = None
+    registry: KubernetesRegistryConfig = field(default_factory=KubernetesRegistryConfig)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program reads from stack configuration, validated."""
 
@@ -211,6 +275,7 @@ class StackConfig:
     workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
     smoke_test: SmokeTestConfig = field(default_factory=SmokeTestConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -229,7 +294,9 @@ def load_stack_config(source: ConfigSource | None = None) -> StackConfig:
 
     ``source`` defaults to ``pulumi.Config("modelops")``, created at call time.
     Raises :class:`ConfigurationError` naming the key on any invalid value,
-    including an object that is not valid JSON.
+    including an object that is not valid JSON. A secret key
+    (``modelops:kubeconfig``, ``modelops:registryPassword``) stored in plain
+    text gets a warning, once per run, to set it with ``--secret``.
     """
     import pulumi
 
@@ -240,6 +307,15 @@ def load_stack_config(source: ConfigSource | None = None) -> StackConfig:
         value = source.get(key)
         if value is not None:
             raw[key] = value
+    for key in _SECRET_KEYS:
+        value = source.get(key)
+        if value:
+            raw[key] = SecretText(value)
+            if not pulumi.runtime.is_config_secret(_key(key)):
+                pulumi.log.warn(
+                    f"{_key(key)} is stored in plain text; set it with "
+                    f"`pulumi config set --secret {_key(key)} ...`"
+                )
     for key in _OBJECT_KEYS:
         try:
             value = source.get_object(key)
@@ -260,15 +336,25 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a mapping of ``modelops:`` keys (without the namespace) into a StackConfig.
 
     Pure: no Pulumi runtime needed. Unknown keys are errors, so typos do not
-    silently fall back to defaults.
+    silently fall back to defaults. The secret keys take a :class:`SecretText`
+    (or a plain string, which is wrapped).
     """
-    _reject_unknown(raw, (*_SCALAR_KEYS, *_OBJECT_KEYS), prefix="")
+    _reject_unknown(raw, (*_SCALAR_KEYS, *_OBJECT_KEYS, *_SECRET_KEYS), prefix="")
     cloud = _str(raw, "cloud", default="azure", prefix="")
     if cloud not in CLOUDS:
         raise ConfigurationError(
             f"{_key('cloud')}: unknown cloud {cloud!r}; expected one of {', '.join(CLOUDS)}",
             key=_key("cloud"),
         )
+    if cloud != "kubernetes":
+        # Pulumi.yaml defaults `kubernetes` to {} on every stack: empty counts as unset.
+        stray = [k for k in _KUBERNETES_ONLY_KEYS if raw.get(k) not in (None, {}, "")]
+        if stray:
+            raise ConfigurationError(
+                f"{_key(stray[0])}: is read only when {_key('cloud')} is kubernetes, and it is {cloud!r}",
+                hint=f"remove it (`pulumi config rm {_key(stray[0])}`) or set {_key('cloud')} kubernetes",
+                key=_key(stray[0]),
+            )
     infra_stack = _opt_str(raw, "infraStack", prefix="")
     return StackConfig(
         cloud=cloud,
@@ -278,6 +364,7 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
         workspace=_parse_workspace(_obj(raw, "workspace", prefix="")),
         smoke_test=_parse_smoke_test(_obj(raw, "smokeTest", prefix="")),
         local=_parse_local(_obj(raw, "local", prefix="")),
+        kubernetes=_parse_kubernetes(raw) if cloud == "kubernetes" else KubernetesConfig(),
     )
 
 
@@ -434,7 +521,77 @@ def _parse_local(raw: Mapping[str, Any]) -> LocalConfig:
     )
 
 
+def _parse_kubernetes(raw: Mapping[str, Any]) -> KubernetesConfig:
+    """``modelops:kubernetes`` plus the two secrets; only called when the cloud is kubernetes."""
+    p = "kubernetes"
+    k_raw = _obj(raw, p, prefix="")
+    _reject_unknown(k_raw, ("context", "registry"), prefix=p)
+    kubeconfig = _secret(raw, "kubeconfig")
+    if kubeconfig is None:
+        raise ConfigurationError(
+            f"{_key('kubeconfig')}: required when {_key('cloud')} is kubernetes",
+            hint=f"`pulumi config set --secret {_key('kubeconfig')} ~/.kube/config` (a path or the file's content)",
+            key=_key("kubeconfig"),
+        )
+    context = _opt_str(k_raw, "context", prefix=p)
+    if context is not None and not context.strip():
+        raise ConfigurationError(f"{_key(p, 'context')}: must not be empty", key=_key(p, "context"))
+
+    rp = f"{p}.registry"
+    r_raw = _obj(k_raw, "registry", prefix=p)
+    _reject_unknown(r_raw, ("loginServer", "username", "insecure"), prefix=rp)
+    login_server = _opt_str(r_raw, "loginServer", prefix=rp)
+    if login_server is None or not login_server.strip():
+        raise ConfigurationError(
+            f"{_key(rp, 'loginServer')}: required when {_key('cloud')} is kubernetes",
+            hint=f"the registry bundles and the worker image come from, e.g. "
+                 f"`pulumi config set --path {_key(rp, 'loginServer')} registry.example.com`",
+            key=_key(rp, "loginServer"),
+        )
+    login_server = _check_registry_host(login_server, _key(rp, "loginServer"))
+    username = _opt_str(r_raw, "username", prefix=rp)
+    if username is not None and not username.strip():
+        raise ConfigurationError(f"{_key(rp, 'username')}: must not be empty", key=_key(rp, "username"))
+    password = _secret(raw, "registryPassword")
+    if username is not None and password is None:
+        raise ConfigurationError(
+            f"{_key('registryPassword')}: required when {_key(rp, 'username')} is set",
+            hint=f"`pulumi config set --secret {_key('registryPassword')} ...`",
+            key=_key("registryPassword"),
+        )
+    if username is None and password is not None:
+        raise ConfigurationError(
+            f"{_key('registryPassword')}: is set but {_key(rp, 'username')} is not",
+            hint=f"set {_key(rp, 'username')}, or remove the password for an open registry",
+            key=_key("registryPassword"),
+        )
+    return KubernetesConfig(
+        kubeconfig=kubeconfig,
+        context=context,
+        registry=KubernetesRegistryConfig(
+            login_server=login_server,
+            username=username,
+            password=password,
+            insecure=_bool(r_raw, "insecure", default=False, prefix=rp),
+        ),
+    )
+
+
 # --------------------------------------------------------------------------- field readers
+
+
+def _secret(raw: Mapping[str, Any], name: str) -> SecretText | None:
+    """A top-level secret key; its value is never quoted, even when it has the wrong type."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = SecretText(value)
+    if not isinstance(value, SecretText):
+        raise ConfigurationError(f"{_key(name)}: expected a string", key=_key(name))
+    if not value.reveal().strip():
+        raise ConfigurationError(f"{_key(name)}: must not be empty", key=_key(name))
+    return value
 
 
 def _key(*parts: str) -> str:
@@ -549,6 +706,17 @@ def _check_bounds(low: int, high: int, low_name: str, high_name: str) -> None:
             hint="the minimum must not exceed the maximum",
             key=_key(low_name),
         )
+
+
+def _check_registry_host(value: str, key: str) -> str:
+    """``host[:port]`` through the one registry-host parser (:class:`RegistryHost`); the key named on failure."""
+    from modelops_infra.bundles._host import RegistryHost
+
+    try:
+        return str(RegistryHost.parse(value, source=f"{key}:"))
+    except ConfigurationError as exc:
+        raise ConfigurationError(exc.message, hint="give host[:port] only, without a scheme, user or path "
+                                                   "(e.g. registry.example.com:5000)", key=key) from exc
 
 
 def _check_image_reference(value: str, key: str) -> None:

@@ -8,6 +8,9 @@ Dispatch on ``modelops:cloud``:
 * ``azure`` (default): :func:`_deploy_azure` imports the Azure components
   lazily, then builds ContainerRegistry -> AksCluster -> DaskWorkspace and the
   optional smoke test (:func:`_smoke_test`).
+* ``kubernetes``: :func:`_deploy_kubernetes` deploys the same DaskWorkspace
+  on the cluster ``modelops:kubeconfig`` names, with the registry of
+  ``modelops:kubernetes.registry``, and never imports ``pulumi_azure_native``.
 * ``local``: :func:`_deploy_local` hands the config to
   :func:`modelops_infra.infra.local.stack.deploy_local`, and never imports
   ``pulumi_azure_native`` or ``pulumi_kubernetes``.
@@ -17,6 +20,10 @@ Stack outputs (Azure): ``acr_login_server``, ``registry_name``, ``registry_id``,
 ``namespace``, ``scheduler_address``, ``dashboard_url``, ``worker_image`` (what the pods
 run, by digest unless overridden); plus
 ``smoke_test_bundle_ref`` and ``smoke_test_result`` when the smoke test runs.
+Stack outputs (kubernetes): ``acr_login_server`` (the registry's login server,
+under the name the Azure stack uses), ``namespace``, ``scheduler_address``,
+``dashboard_url``, ``worker_image`` and the smoke-test outputs. The kubeconfig and the registry
+password are never outputs.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra.config import StackConfig, load_stack_config
 
 if TYPE_CHECKING:
-    from modelops_infra.infra.azure.workspace import DaskWorkspace
+    from modelops_infra.infra.kubernetes.workspace import DaskWorkspace, RegistryCredentials
 
 __all__ = ["deploy", "main"]
 
@@ -63,7 +70,96 @@ def deploy(cfg: StackConfig) -> Mapping[str, Any] | None:
     """Build the stack for ``cfg.cloud`` and return its outputs (not yet exported)."""
     if cfg.cloud == "local":
         return _deploy_local(cfg)
+    if cfg.cloud == "kubernetes":
+        return _deploy_kubernetes(cfg)
     return _deploy_azure(cfg)
+
+
+def _workspace_fields(cfg: StackConfig) -> dict[str, Any]:
+    """The DaskWorkspaceArgs fields every cluster takes from ``modelops:workspace``."""
+    ws = cfg.workspace
+    return {
+        "namespace": ws.namespace,
+        "workers": ws.workers,
+        "threads": ws.threads,
+        "cpu": ws.cpu,
+        "memory": ws.memory,
+        "scheduler_cpu": ws.scheduler.cpu,
+        "scheduler_memory": ws.scheduler.memory,
+        "image": ws.image,
+        "base_image": ws.base_image,
+        "extra_packages": ws.extra_packages,
+        "image_tag": ws.image_tag,
+        "bundle_repository": ws.bundle_repository,
+        "cache_size": ws.cache_size,
+        "autoscale": ws.autoscale,
+    }
+
+
+def _workspace_outputs(login_server: pulumi.Input[str], workspace: Any) -> dict[str, Any]:
+    return {
+        "acr_login_server": login_server,
+        "namespace": workspace.namespace,
+        "scheduler_address": workspace.scheduler_address,
+        "dashboard_url": workspace.dashboard_url,
+        "worker_image": workspace.image,
+    }
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+def _deploy_kubernetes(cfg: StackConfig, *, image: pulumi.Input[str] | None = None) -> dict[str, Any]:
+    """The workspace on the cluster a kubeconfig names, pulling from the configured registry.
+
+    ``image`` is the worker image reference; ``None`` takes ``modelops:workspace.image``,
+    else the workspace builds the image (``WorkerImage``) and pushes it to
+    ``<loginServer>/modelops/dask-worker`` with the registry's credentials
+    (and plain HTTP when ``registry.insecure``), and the pods run it by digest.
+
+    The kubeconfig is read (and its context chosen) before any resource is
+    registered, so a bad one fails preview naming the key. It reaches the
+    provider and the smoke test only as a secret Output.
+    """
+    import pulumi_kubernetes as k8s
+
+    from modelops_infra.infra.kubernetes import DaskWorkspace, DaskWorkspaceArgs, RegistryCredentials
+    from modelops_infra.infra.kubernetes.kubeconfig import resolve_kubeconfig
+
+    kube = cfg.kubernetes
+    if kube.kubeconfig is None:  # parse_stack_config requires it; guard against hand-built configs
+        raise ConfigurationError("modelops:kubeconfig: required when modelops:cloud is kubernetes",
+                                 key="modelops:kubeconfig")
+    kubeconfig = pulumi.Output.secret(resolve_kubeconfig(kube.kubeconfig.reveal(), context=kube.context))
+    login_server = kube.registry.login_server
+    credentials = None
+    if kube.registry.username is not None and kube.registry.password is not None:
+        credentials = RegistryCredentials(
+            username=kube.registry.username,
+            password=pulumi.Output.secret(kube.registry.password.reveal()),
+        )
+
+    provider = k8s.Provider("modelops-k8s", kubeconfig=kubeconfig)
+    fields = _workspace_fields(cfg)
+    if image is not None:
+        fields["image"] = image
+    workspace = DaskWorkspace(
+        "dask",
+        DaskWorkspaceArgs(
+            provider=provider,
+            login_server=login_server,
+            registry_credentials=credentials,
+            registry_insecure=kube.registry.insecure,
+            **fields,
+        ),
+    )
+    outputs = _workspace_outputs(login_server, workspace)
+    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, credentials=credentials,
+                        insecure=kube.registry.insecure)
+    if smoke is not None:
+        outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
+        outputs["smoke_test_result"] = smoke.result
+    return outputs
 
 
 # --------------------------------------------------------------------------- local
@@ -143,7 +239,6 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         ),
     )
 
-    ws = cfg.workspace
     workspace = DaskWorkspace(
         "dask",
         DaskWorkspaceArgs(
@@ -152,34 +247,17 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
             resource_group_name=resource_group_name,
             oidc_issuer_url=cluster.oidc_issuer_url,
             registry_id=registry_id,
-            namespace=ws.namespace,
-            workers=ws.workers,
-            threads=ws.threads,
-            cpu=ws.cpu,
-            memory=ws.memory,
-            scheduler_cpu=ws.scheduler.cpu,
-            scheduler_memory=ws.scheduler.memory,
-            image=ws.image,
-            base_image=ws.base_image,
-            extra_packages=ws.extra_packages,
-            image_tag=ws.image_tag,
-            bundle_repository=ws.bundle_repository,
-            cache_size=ws.cache_size,
-            autoscale=ws.autoscale,
+            **_workspace_fields(cfg),
         ),
     )
 
     outputs: dict[str, Any] = {
-        "acr_login_server": login_server,
+        **_workspace_outputs(login_server, workspace),
         "registry_name": registry_name,
         "registry_id": registry_id,
         "resource_group_name": resource_group_name,
         "cluster_name": cluster.cluster_name,
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
-        "namespace": workspace.namespace,
-        "scheduler_address": workspace.scheduler_address,
-        "dashboard_url": workspace.dashboard_url,
-        "worker_image": workspace.image,
     }
     smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=cluster.kubeconfig)
     if smoke is not None:
@@ -194,14 +272,16 @@ def _smoke_test(
     workspace: DaskWorkspace,
     *,
     kubeconfig: pulumi.Input[str] | None = None,
+    credentials: RegistryCredentials | None = None,
+    insecure: bool = False,
 ) -> Any | None:
     """Create the deploy-time ``BundleSmokeTest`` when ``modelops:smokeTest.enabled``.
 
     Hook for :mod:`modelops_infra.infra.smoke` (imported only when enabled).
     The test runs after the workspace exists and reaches the scheduler over a
     port-forward through the Kubernetes API (kubeconfig, namespace, service),
-    never through a public endpoint. Returns the resource, or ``None`` when
-    disabled.
+    never through a public endpoint; it pushes with ``credentials`` when the
+    registry needs them. Returns the resource, or ``None`` when disabled.
     """
     if not cfg.smoke_test.enabled:
         logger.info("smoke test disabled by modelops:smokeTest.enabled")
@@ -219,6 +299,9 @@ def _smoke_test(
             kubeconfig=kubeconfig,
             namespace=workspace.namespace,
             scheduler_service=workspace.scheduler_service,
+            registry_username=credentials.username if credentials is not None else None,
+            registry_password=credentials.password if credentials is not None else None,
+            insecure=insecure,
             timeout=cfg.smoke_test.timeout,
             triggers=list(cfg.smoke_test.triggers),
         ),

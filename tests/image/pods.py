@@ -1,7 +1,7 @@
 """Run a Deployment's pod as a Docker container: the constraints come from the same spec code the DaskWorkspace uses.
 
 :func:`docker_run_argv` reads a Deployment spec from
-:mod:`modelops_infra.infra.azure.k8s_specs` and translates what the kubelet
+:mod:`modelops_infra.infra.kubernetes.specs` and translates what the kubelet
 would enforce into ``docker run`` flags:
 
 =========================================  =====================================================

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import requests
 
 from modelops_infra.client import run_smoke_test
-from modelops_infra.infra.azure import k8s_specs as specs
-from modelops_infra.infra.quantities import parse_memory
+from modelops_infra.infra.kubernetes import specs
+from modelops_infra.infra.quantities import bundle_cache_cap, parse_memory
 from tests.image.pods import docker_run_argv
 from tests.image.services import Dockerd, wait_for
 from tests.services import Registry, free_port
@@ -52,11 +52,12 @@ def workspace_pods(dockerd: Dockerd, image: str, registry: Registry, *, omit: Co
     port, dashboard = free_port(), free_port()
     # With host networking the scheduler Service is 127.0.0.1 and the fixed ports must be free ones.
     names = dataclasses.replace(names, scheduler="127.0.0.1")
-    env = specs.bundle_env(login_server=registry.address, repository="modelops/bundles", client_id="")
-    scheduler = specs.scheduler_deployment_spec(names, image=image, env=env, cpu="1", memory="2Gi", cache_size="1Gi")
+    env = specs.bundle_env(login_server=registry.address, repository="modelops/bundles")
+    scheduler = specs.scheduler_deployment_spec(names, image=image, env=env, cpu="1", memory="2Gi")
     worker = specs.worker_deployment_spec(names, image=image, env=env, cpu="1", memory=WORKER_MEMORY, nthreads=1,
                                           memory_limit_bytes=parse_memory(WORKER_MEMORY, key="memory"),
-                                          cache_size="1Gi", replicas=workers)
+                                          cache_size="2Gi", cache_max_bytes=bundle_cache_cap("2Gi", key="cache_size"),
+                                          replicas=workers)
     rewrite = {str(specs.SCHEDULER_PORT): str(port), f":{specs.DASHBOARD_PORT}": f":{dashboard}",
                f"tcp://127.0.0.1:{specs.SCHEDULER_PORT}": f"tcp://127.0.0.1:{port}",
                f":{specs.WORKER_DASHBOARD_PORT}": ":0"}

@@ -248,11 +248,13 @@ def run_program(
     *,
     stack: str = "dev",
     entry: Callable[[], Any] | None = None,
+    secret_keys: Iterable[str] = (),
 ) -> Run:
     """Run ``program.deploy(load_stack_config())`` (or ``entry``) under fresh mocks.
 
     Returns every registration and the resolved stack outputs; outputs that
-    are secret are listed in ``Run.secret_outputs``.
+    are secret are listed in ``Run.secret_outputs``. ``secret_keys`` are the
+    config keys the engine would mark secret (``pulumi config set --secret``).
     """
     from modelops_infra.infra import program
     from modelops_infra.infra.config import load_stack_config
@@ -260,7 +262,7 @@ def run_program(
     mocks = mocks or AzureMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="modelops", stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(dict(config))
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     resolved: dict[str, Any] = {}
     secret: set[str] = set()
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modelops_infra.bundles import BundleSettings
-from modelops_infra.infra.azure import k8s_specs as specs
+from modelops_infra.bundles._auth import resolve_basic_credentials
+from modelops_infra.infra.azure.workload_identity import WORKLOAD_IDENTITY_LABEL, aks_pod_access, federated_subject
+from modelops_infra.infra.kubernetes import specs
 
 NAMES = specs.workspace_names("dask", "modelops")
+AKS = aks_pod_access("client-id")
 
 
 def _env(env: list[dict[str, object]]) -> dict[str, object]:
@@ -19,7 +24,8 @@ def test_names_derive_from_the_workspace_name() -> None:
     assert NAMES.workers == "dask-workers"
     assert NAMES.service_account == "dask-sa"
     assert specs.scheduler_address(NAMES) == "tcp://dask-scheduler.modelops.svc.cluster.local:8786"
-    assert specs.federated_subject(NAMES) == "system:serviceaccount:modelops:dask-sa"
+    assert NAMES.registry_secret == "dask-registry"
+    assert federated_subject(NAMES) == "system:serviceaccount:modelops:dask-sa"
 
 
 def test_worker_command_preloads_modelops_and_sizes_from_resources() -> None:
@@ -38,7 +44,8 @@ def test_worker_command_refuses_empty_sizes(threads: int, memory: int) -> None:
 
 def test_bundle_env_passes_outputs_through_untouched() -> None:
     sentinel_registry, sentinel_client = object(), object()
-    env = _env(specs.bundle_env(login_server=sentinel_registry, repository="modelops/bundles", client_id=sentinel_client))
+    env = _env(specs.bundle_env(login_server=sentinel_registry, repository="modelops/bundles",
+                                identity_env=aks_pod_access(sentinel_client).env))
     assert env["MODELOPS_BUNDLE_REGISTRY"] is sentinel_registry, "the login server output must not be stringified"
     assert env["AZURE_CLIENT_ID"] is sentinel_client
     assert env["MODELOPS_BUNDLE_REPOSITORY"] == "modelops/bundles"
@@ -70,10 +77,10 @@ def test_container_security_context_is_restricted() -> None:
 
 
 def test_scheduler_spec_probes_health_and_is_safe_from_eviction() -> None:
-    spec = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi")
+    spec = specs.scheduler_deployment_spec(NAMES, image="img", env=[], cpu="1", memory="2Gi", access=AKS)
     pod = spec["template"]
     assert pod["metadata"]["annotations"] == {specs.SAFE_TO_EVICT_ANNOTATION: "false"}
-    assert pod["metadata"]["labels"][specs.WORKLOAD_IDENTITY_LABEL] == "true"
+    assert pod["metadata"]["labels"][WORKLOAD_IDENTITY_LABEL] == "true"
     (c,) = pod["spec"]["containers"]
     assert c["readiness_probe"]["http_get"] == {"path": "/health", "port": 8787}
     assert c["liveness_probe"]["http_get"] == {"path": "/health", "port": 8787}
@@ -99,10 +106,10 @@ def test_worker_spec_without_replicas_leaves_scaling_to_the_hpa() -> None:
     assert "replicas" not in specs.worker_deployment_spec(NAMES, replicas=None, **kwargs)  # type: ignore[arg-type]
 
 
-def test_worker_spec_lands_on_the_tainted_pool_only() -> None:
+def test_worker_spec_on_aks_lands_on_the_tainted_pool_only() -> None:
     spec = specs.worker_deployment_spec(
         NAMES, image="i", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="5Gi",
-        cache_max_bytes=4 * 2**30, replicas=1,
+        cache_max_bytes=4 * 2**30, replicas=1, access=AKS,
     )
     pod = spec["template"]["spec"]
     key, value = specs.WORKER_POOL_LABEL
@@ -150,3 +157,47 @@ def test_hpa_targets_the_worker_deployment() -> None:
     hpa = specs.worker_hpa_spec(NAMES, min_replicas=1, max_replicas=5, target_cpu_utilization=60)
     assert hpa["scale_target_ref"]["name"] == "dask-workers"
     assert hpa["metrics"][0]["resource"]["target"]["average_utilization"] == 60
+
+
+# --------------------------------------------------------------------------- any cluster (no AKS access)
+
+WORKER_KW = dict(
+    image="i", env=[], cpu="2", memory="4Gi", nthreads=2, memory_limit_bytes=1, cache_size="5Gi",
+    cache_max_bytes=4 * 2**30, replicas=1,
+)
+
+
+def test_without_access_workers_run_on_any_node_with_no_identity_or_credentials() -> None:
+    pod = specs.worker_deployment_spec(NAMES, **WORKER_KW)["template"]  # type: ignore[arg-type]
+    assert "node_selector" not in pod["spec"] and "tolerations" not in pod["spec"], "no pool to land on"
+    assert "image_pull_secrets" not in pod["spec"]
+    assert WORKLOAD_IDENTITY_LABEL not in pod["metadata"]["labels"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["tmp", "bundle-cache"]
+    assert "DOCKER_CONFIG" not in _env(pod["spec"]["containers"][0]["env"])
+    assert specs.service_account_metadata(NAMES, "ns") == {"name": "dask-sa", "namespace": "ns"}
+
+
+def test_a_registry_secret_pulls_both_images_and_only_workers_mount_it() -> None:
+    access = specs.PodAccess(registry_secret=NAMES.registry_secret)
+    worker = specs.worker_deployment_spec(NAMES, access=access, **WORKER_KW)["template"]["spec"]  # type: ignore[arg-type]
+    scheduler = specs.scheduler_deployment_spec(
+        NAMES, image="i", env=[], cpu="1", memory="2Gi", access=access
+    )["template"]["spec"]
+    assert worker["image_pull_secrets"] == scheduler["image_pull_secrets"] == [{"name": "dask-registry"}]
+    (c,) = worker["containers"]
+    assert _env(c["env"])["DOCKER_CONFIG"] == specs.REGISTRY_AUTH_DIR
+    assert {"name": "registry-auth", "mount_path": specs.REGISTRY_AUTH_DIR, "read_only": True} in c["volume_mounts"]
+    (volume,) = [v for v in worker["volumes"] if v["name"] == "registry-auth"]
+    assert volume["secret"] == {
+        "secret_name": "dask-registry", "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    assert [v["name"] for v in scheduler["volumes"]] == ["tmp"], "the scheduler never fetches a bundle"
+
+
+def test_docker_config_json_is_what_the_bundle_client_reads_back(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(specs.docker_config_json("registry.example:5000", "robot", "s3:cret"))
+    creds = resolve_basic_credentials("registry.example:5000", {"DOCKER_CONFIG": str(tmp_path)})
+    assert creds is not None and (creds.username, creds.password) == ("robot", "s3:cret")
+    assert resolve_basic_credentials("other.example", {"DOCKER_CONFIG": str(tmp_path)}) is None, (
+        "the credentials are for the login server only"
+    )

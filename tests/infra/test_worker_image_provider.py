@@ -15,7 +15,7 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.infra.image import WorkerInstall
-from modelops_infra.infra.image.provider import REBUILD_KEYS, WorkerImageProvider
+from modelops_infra.infra.image.provider import REBUILD_KEYS, WorkerImageProvider, _client_factory, _target_credentials
 from tests.image.services import PushedImage, push_tiny_image
 from tests.services import REPO_ROOT, Registry, free_port
 
@@ -89,3 +89,23 @@ def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Regist
     again = provider.check(outs, _inputs(registry))
     assert not provider.diff(created.id, outs, again.inputs).changes, "a no-op up must not rebuild"
     assert not any(k.startswith("__") or "password" in k or "credential" in k for k in outs), sorted(outs)
+
+
+def test_stack_credentials_are_used_for_the_push_and_never_kept_in_the_outputs() -> None:
+    olds = {**{k: "same" for k in REBUILD_KEYS}, "tag": "a", "image_ref": "r@sha256:x", "digest": "sha256:x",
+            "layer_digest": "sha256:y"}
+    news = {**olds, "tag": "b", "registry_username": "robot", "registry_password": "pa55-do-not-leak"}
+    outs = WorkerImageProvider().update("id", olds, news).outs  # tag only: builds nothing
+    assert outs["registry_username"] == "robot"
+    assert "registry_password" not in outs, "the password is a secret input, never an output"
+    creds = _target_credentials(news)
+    assert creds is not None and (creds.username, creds.password) == ("robot", "pa55-do-not-leak")
+    assert _target_credentials({"registry_username": None}) is None, "no stack credentials: found per host"
+
+
+def test_insecure_means_plain_http_to_the_target_registry_only() -> None:
+    factory = _client_factory({"target": "10.233.0.2:5000/modelops/dask-worker", "insecure": True})
+    with factory("10.233.0.2:5000", None) as target, factory("registry.example.com", None) as base:
+        assert (target.scheme, base.scheme) == ("http", "https")
+    with _client_factory({"target": "10.233.0.2:5000/modelops/dask-worker"})("10.233.0.2:5000", None) as client:
+        assert client.scheme == "https", "HTTPS unless insecure is asked for"

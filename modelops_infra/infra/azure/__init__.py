@@ -2,7 +2,7 @@
 
 The components import ``pulumi_azure_native`` and ``pulumi_kubernetes``; they
 are loaded on first attribute access, so importing the pure
-:mod:`modelops_infra.infra.azure.k8s_specs` does not pull in the cloud SDKs.
+:mod:`modelops_infra.infra.azure.workload_identity` does not pull in the cloud SDKs.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import containerservice
 
 from modelops_infra.errors import ConfigurationError
-from modelops_infra.infra.azure.k8s_specs import worker_node_selector, worker_pool_taint, worker_tolerations
 from modelops_infra.infra.azure.roles import acr_pull_assignment
+from modelops_infra.infra.kubernetes.specs import worker_node_selector, worker_pool_taint, worker_tolerations
 
 __all__ = ["AksCluster", "AksClusterArgs"]
 

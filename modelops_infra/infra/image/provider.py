@@ -16,10 +16,15 @@ base without linux/amd64 fails preview naming ``base_image``.
 ``install_hash``, ``extra_packages``, ``python_version`` or ``target`` change.
 A no-op ``pulumi up`` builds and uploads nothing. ``tag`` alone never rebuilds.
 
-Outputs: the inputs plus ``image_ref`` (``registry/repo@sha256:…``), ``digest``
-and ``layer_digest``. No credentials are inputs or outputs: the registry
-client finds them per host when it runs (Entra ID token exchange for ACR,
-``REGISTRY_USERNAME``/``REGISTRY_PASSWORD``, Docker's config).
+Outputs: the inputs (less ``registry_password``) plus ``image_ref``
+(``registry/repo@sha256:…``), ``digest`` and ``layer_digest``. By default no
+credentials are inputs: the registry client finds them per host when it runs
+(Entra ID token exchange for ACR, ``REGISTRY_USERNAME``/``REGISTRY_PASSWORD``,
+Docker's config). A stack that holds the target registry's credentials in its
+own config (the ``kubernetes`` cloud) passes ``registry_username`` and
+``registry_password``: they are used for the target host only, the password is a
+secret input and never an output. ``insecure`` pushes to the target over plain
+HTTP (loopback always is). Neither rebuilds the image.
 
 Deleting the resource leaves the image in the registry (a running Deployment
 may still use it); clean up with the registry's retention policy.
@@ -28,7 +33,7 @@ may still use it); clean up with the registry's retention policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -42,11 +47,18 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+if TYPE_CHECKING:
+    from modelops_infra.bundles._auth import BasicCredentials
+    from modelops_infra.bundles._registry import RegistryClient
+    from modelops_infra.infra.image._assemble import ClientFactory
+
 __all__ = ["REBUILD_KEYS", "WorkerImage", "WorkerImageArgs", "WorkerImageProvider"]
 
 #: Inputs whose change rebuilds the image.
 REBUILD_KEYS = ("base_digest", "install_hash", "extra_packages", "python_version", "target")
 _OUTPUT_KEYS = ("image_ref", "digest", "layer_digest")
+#: Inputs that never reach the outputs.
+_SECRET_KEYS = ("registry_password",)
 
 
 def _known(value: Any) -> bool:
@@ -54,6 +66,31 @@ def _known(value: Any) -> bool:
     from pulumi.runtime.rpc import UNKNOWN
 
     return isinstance(value, str) and value != UNKNOWN
+
+
+def _target_credentials(props: dict[str, Any]) -> BasicCredentials | None:
+    """The target registry's ``BasicCredentials`` when the stack passed them, else ``None`` (found per host)."""
+    from modelops_infra.bundles._auth import BasicCredentials
+
+    if not props.get("registry_username"):
+        return None
+    return BasicCredentials(props["registry_username"], props.get("registry_password") or "",
+                            "the WorkerImage registry credentials")
+
+
+def _client_factory(props: dict[str, Any]) -> ClientFactory:
+    """Registry clients for the build: plain HTTP to the target when ``insecure``, the base as usual."""
+    from modelops_infra.bundles._reference import Reference
+    from modelops_infra.bundles._registry import RegistryClient
+    from modelops_infra.infra.image._assemble import registry_host
+
+    target_registry = Reference.parse(props["target"]).registry if props.get("insecure") else None
+
+    def factory(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
+        insecure = True if target_registry is not None and registry == target_registry else None
+        return RegistryClient(registry_host(registry), credentials=credentials, timeout=120.0, insecure=insecure)
+
+    return factory
 
 
 class WorkerImageProvider(ResourceProvider):
@@ -92,14 +129,16 @@ class WorkerImageProvider(ResourceProvider):
         from modelops_infra.infra.image._assemble import build_worker_image
         from modelops_infra.infra.image._venv import WorkerInstall
 
-        outs = {k: v for k, v in props.items() if not k.startswith("__")}
+        outs = {k: v for k, v in props.items() if k not in _SECRET_KEYS and not k.startswith("__")}
         if olds is not None and not any(olds.get(k) != props.get(k) for k in REBUILD_KEYS):
             # Only the tag changed: the image is the same.
             outs.update({k: olds.get(k) for k in _OUTPUT_KEYS})
             return outs
         install = WorkerInstall(Path(props["checkout"]), extra_packages=tuple(props.get("extra_packages") or ()))
         built = build_worker_image(props["base_image"], props["target"], install,
-                                   python_version=props["python_version"], tag=props.get("tag") or None)
+                                   python_version=props["python_version"], tag=props.get("tag") or None,
+                                   target_credentials=_target_credentials(props),
+                                   client_factory=_client_factory(props))
         if built.install_hash != props.get("install_hash"):
             pulumi.log.warn(f"WorkerImage: the checkout changed between preview and up ({built.install_hash})")
         outs.update(image_ref=built.image_ref, digest=built.digest, layer_digest=built.layer_digest,
@@ -130,6 +169,9 @@ class WorkerImageArgs:
     extra_packages: list[str] = field(default_factory=list)
     tag: str | None = None
     python_version: str | None = None
+    registry_username: pulumi.Input[str] | None = None
+    registry_password: pulumi.Input[str] | None = None
+    insecure: bool = False
 
 
 class WorkerImage(Resource, module="modelops", name="WorkerImage"):
@@ -164,6 +206,13 @@ class WorkerImage(Resource, module="modelops", name="WorkerImage"):
             "python_version": python_version,
             "install_hash": install_hash,
             "base_digest": None,
+            # None, not False or "", when unused: stacks built before these inputs existed see no change.
+            "insecure": True if args.insecure else None,
+            "registry_username": args.registry_username,
+            "registry_password": pulumi.Output.secret(args.registry_password)
+            if args.registry_password is not None else None,
         }
         props.update({key: None for key in _OUTPUT_KEYS})
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["registry_password"]))
         super().__init__(WorkerImageProvider(), name, props, opts)

@@ -39,7 +39,7 @@ from pulumi.dynamic import (
 __all__ = ["BundleSmokeTest", "BundleSmokeTestArgs", "BundleSmokeTestProvider", "RERUN_KEYS"]
 
 #: Inputs whose change re-runs the test. ``kubeconfig_sha256`` stands for the (secret) kubeconfig.
-RERUN_KEYS = ("bundle_digest", "registry", "scheduler_address", "namespace", "scheduler_service",
+RERUN_KEYS = ("bundle_digest", "registry", "insecure", "scheduler_address", "namespace", "scheduler_service",
               "kubeconfig_sha256", "triggers")
 _SECRET_KEYS = ("kubeconfig", "registry_password")
 _OUTPUT_KEYS = ("bundle_ref", "result", "worker", "timings", "passed")
@@ -84,7 +84,9 @@ class BundleSmokeTestProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        from modelops_infra.bundles import BasicCredentials
+        import dataclasses
+
+        from modelops_infra.bundles import BasicCredentials, BundleSettings
         from modelops_infra.client import run_smoke_test
         from modelops_infra.errors import SmokeTestError
         from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
@@ -94,10 +96,13 @@ class BundleSmokeTestProvider(ResourceProvider):
             creds = BasicCredentials(props["registry_username"], props.get("registry_password") or "",
                                      "the BundleSmokeTest registry credentials")
         timeout = float(props["timeout"])
+        settings = BundleSettings.from_env()
+        if props.get("insecure"):
+            settings = dataclasses.replace(settings, insecure=True)
         with scheduler_endpoint(props, timeout=timeout) as scheduler:
             report = run_smoke_test(bundle=props.get("bundle_path"), registry=props["registry"], scheduler=scheduler,
                                     timeout=timeout, repository=props.get("repository") or "modelops/bundles",
-                                    credentials=creds, expected_digest=props.get("bundle_digest"))
+                                    settings=settings, credentials=creds, expected_digest=props.get("bundle_digest"))
         if not report.passed:
             raise SmokeTestError(f"BundleSmokeTest failed at stage {report.stage!r}: {report.error}",
                                  stage=report.stage)
@@ -135,6 +140,8 @@ class BundleSmokeTestArgs:
     scheduler_port: int = 8786
     registry_username: pulumi.Input[str] | None = None
     registry_password: pulumi.Input[str] | None = None
+    #: Plain HTTP to a registry that is not on loopback (as ``MODELOPS_BUNDLE_INSECURE``).
+    insecure: bool = False
     timeout: float = 120.0
     triggers: list[str] = field(default_factory=list)
 
@@ -151,6 +158,8 @@ class BundleSmokeTest(Resource, module="modelops", name="BundleSmokeTest"):
     def __init__(self, name: str, args: BundleSmokeTestArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
             "registry": args.login_server,
+            # None, not False, when off: stacks deployed before this input existed see no change.
+            "insecure": True if args.insecure else None,
             "repository": args.repository,
             "bundle_path": args.bundle,
             "bundle_digest": args.bundle_digest,

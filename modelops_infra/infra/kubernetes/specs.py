@@ -1,29 +1,39 @@
-"""Pure builders for the Kubernetes objects of a Dask workspace.
+"""Pure builders for the Kubernetes objects of a Dask workspace, on any cluster.
 
 Every function here returns plain dicts (snake_case keys, as the
 ``pulumi_kubernetes`` ``*ArgsDict`` types expect) and creates no resource, so
 the shape of the scheduler and workers is tested without Pulumi. Values may be
-``pulumi.Input`` (the registry's login server, the identity's client id); they
+``pulumi.Input`` (the registry's login server, an identity's client id); they
 are passed through untouched, so outputs stay outputs.
 
 Conventions:
 
-* The worker node pool carries the label ``modelops.io/pool=dask-workers`` and
-  the taint ``modelops.io/dask-worker=true:NoSchedule``; only workers tolerate it.
+* What differs between clusters is one :class:`PodAccess`: extra pod labels,
+  ServiceAccount annotations and environment (AKS: workload identity), a
+  registry Secret (any cluster with a private registry), and where workers may
+  run (AKS: the tainted worker pool). Everything else is the same on every cluster.
+* The AKS worker node pool carries the label ``modelops.io/pool=dask-workers``
+  and the taint ``modelops.io/dask-worker=true:NoSchedule``; only workers tolerate it.
 * Every pod runs as UID 1000, non-root, with all capabilities dropped and a
   read-only root filesystem; ``/tmp`` (Dask's scratch space and ``HOME``) is an
   ``emptyDir`` volume. Workers also mount the bundle cache, an ``emptyDir`` with a
   ``sizeLimit``, and get an LRU cap below it (``MODELOPS_BUNDLE_CACHE_MAX_BYTES``)
   so the cache evicts bundles before the kubelet evicts the pod. The scheduler
   never fetches a bundle and has no cache.
+* A registry Secret is of type ``kubernetes.io/dockerconfigjson``. The kubelet
+  pulls both pods' image with it, and workers mount it read-only as
+  ``$DOCKER_CONFIG/config.json``, where the bundle client looks for credentials.
+  The scheduler never fetches a bundle, so it does not mount it.
 * Nothing is exposed outside the cluster: the scheduler Service is ClusterIP and
   NetworkPolicies admit only the workspace's own pods.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelops_infra.infra.naming import dns_label
@@ -31,19 +41,19 @@ from modelops_infra.infra.naming import dns_label
 __all__ = [
     "BUNDLE_CACHE_DIR",
     "DASHBOARD_PORT",
+    "REGISTRY_AUTH_DIR",
     "SAFE_TO_EVICT_ANNOTATION",
     "SCHEDULER_PORT",
     "WORKER_DASHBOARD_PORT",
     "WORKER_POOL_LABEL",
     "WORKER_POOL_TAINT",
-    "WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION",
-    "WORKLOAD_IDENTITY_LABEL",
+    "PodAccess",
     "WorkspaceNames",
     "bundle_cache_env",
     "bundle_env",
     "container_resources",
     "container_security_context",
-    "federated_subject",
+    "docker_config_json",
     "network_policy_specs",
     "pod_labels",
     "pod_security_context",
@@ -53,6 +63,7 @@ __all__ = [
     "scheduler_pdb_spec",
     "scheduler_service_spec",
     "selector_labels",
+    "service_account_metadata",
     "worker_command",
     "worker_deployment_spec",
     "worker_hpa_spec",
@@ -73,8 +84,9 @@ TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir, private to the pod
 WORKER_POOL_LABEL = ("modelops.io/pool", "dask-workers")
 WORKER_POOL_TAINT = ("modelops.io/dask-worker", "true", "NoSchedule")
 
-WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
-WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+#: Where workers mount the registry Secret; ``DOCKER_CONFIG`` points here.
+REGISTRY_AUTH_DIR = "/var/run/secrets/modelops/registry"
+REGISTRY_AUTH_VOLUME = "registry-auth"
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
@@ -90,6 +102,7 @@ class WorkspaceNames:
     service_account: str
     scheduler: str
     workers: str
+    registry_secret: str
 
     @property
     def scheduler_service(self) -> str:
@@ -104,7 +117,28 @@ def workspace_names(workspace: str, namespace: str) -> WorkspaceNames:
         service_account=dns_label(workspace, "sa"),
         scheduler=dns_label(workspace, "scheduler"),
         workers=dns_label(workspace, "workers"),
+        registry_secret=dns_label(workspace, "registry"),
     )
+
+
+@dataclass(frozen=True)
+class PodAccess:
+    """What one kind of cluster adds to the workspace's pods; the default adds nothing.
+
+    ``pod_labels``, ``service_account_annotations`` and ``env`` carry an
+    identity (AKS: workload identity; values may be Outputs). ``registry_secret``
+    names a ``kubernetes.io/dockerconfigjson`` Secret in the namespace: image
+    pull secret of both pods, and the workers' bundle credentials.
+    ``worker_node_selector`` and ``worker_tolerations`` place the workers
+    (AKS: the tainted pool); ``None`` and ``()`` let them run on any node.
+    """
+
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    service_account_annotations: Mapping[str, Any] = field(default_factory=dict)
+    env: tuple[Mapping[str, Any], ...] = ()
+    registry_secret: str | None = None
+    worker_node_selector: Mapping[str, str] | None = None
+    worker_tolerations: tuple[Mapping[str, str], ...] = ()
 
 
 def selector_labels(names: WorkspaceNames, component: str) -> dict[str, str]:
@@ -120,23 +154,26 @@ def _workspace_pod_selector(names: WorkspaceNames) -> dict[str, str]:
     return {"app.kubernetes.io/name": "dask", "app.kubernetes.io/instance": names.workspace}
 
 
-def pod_labels(names: WorkspaceNames, component: str) -> dict[str, str]:
-    """Selector labels plus the workload-identity opt-in and ``part-of``."""
+def pod_labels(names: WorkspaceNames, component: str, access: PodAccess | None = None) -> dict[str, str]:
+    """Selector labels, ``part-of`` and the cluster's own pod labels (``access``)."""
     return {
         **selector_labels(names, component),
         "app.kubernetes.io/part-of": "modelops",
-        WORKLOAD_IDENTITY_LABEL: "true",
+        **(access.pod_labels if access is not None else {}),
     }
+
+
+def service_account_metadata(names: WorkspaceNames, namespace: Any, access: PodAccess | None = None) -> dict[str, Any]:
+    """The workspace ServiceAccount's metadata; annotations only when the cluster has some."""
+    metadata: dict[str, Any] = {"name": names.service_account, "namespace": namespace}
+    if access is not None and access.service_account_annotations:
+        metadata["annotations"] = dict(access.service_account_annotations)
+    return metadata
 
 
 def scheduler_address(names: WorkspaceNames) -> str:
     """The in-cluster address of the scheduler, ``tcp://<svc>.<ns>.svc.cluster.local:8786``."""
     return f"tcp://{names.scheduler_service}.{names.namespace}.svc.cluster.local:{SCHEDULER_PORT}"
-
-
-def federated_subject(names: WorkspaceNames) -> str:
-    """The token subject AKS issues for the workspace's ServiceAccount."""
-    return f"system:serviceaccount:{names.namespace}:{names.service_account}"
 
 
 # --------------------------------------------------------------------------- node pool placement
@@ -165,18 +202,23 @@ def bundle_env(
     *,
     login_server: Any,
     repository: str,
-    client_id: Any,
+    identity_env: Sequence[Mapping[str, Any]] = (),
+    insecure: bool = False,
 ) -> list[dict[str, Any]]:
     """Environment shared by scheduler and workers.
 
-    ``login_server`` and ``client_id`` are usually Outputs and are kept as such:
-    the registry a worker pulls from is the registry component's output,
-    never a literal. The cache settings are the workers' own: :func:`bundle_cache_env`.
+    ``login_server`` is usually an Output and is kept as such: the registry a
+    worker pulls from is the registry component's output, never a literal.
+    ``identity_env`` (:attr:`PodAccess.env`, AKS: ``AZURE_CLIENT_ID``) follows
+    the registry settings. ``insecure`` adds ``MODELOPS_BUNDLE_INSECURE=true``
+    (plain HTTP to a registry that is not on loopback). The cache settings are
+    the workers' own: :func:`bundle_cache_env`.
     """
     return [
         {"name": "MODELOPS_BUNDLE_REGISTRY", "value": login_server},
         {"name": "MODELOPS_BUNDLE_REPOSITORY", "value": repository},
-        {"name": "AZURE_CLIENT_ID", "value": client_id},
+        *([{"name": "MODELOPS_BUNDLE_INSECURE", "value": "true"}] if insecure else []),
+        *(dict(e) for e in identity_env),
         # Dask writes config and scratch files under HOME and its temporary
         # directory; both point at the /tmp emptyDir so the root fs can be read-only.
         {"name": "HOME", "value": TMP_DIR},
@@ -199,6 +241,25 @@ def bundle_cache_env(cache_max_bytes: int, *, cache_dir: str = BUNDLE_CACHE_DIR)
         {"name": "MODELOPS_BUNDLE_CACHE_DIR", "value": cache_dir},
         {"name": "MODELOPS_BUNDLE_CACHE_MAX_BYTES", "value": str(cache_max_bytes)},
     ]
+
+
+def docker_config_json(login_server: str, username: str, password: str) -> str:
+    """The ``.dockerconfigjson`` of a registry Secret: one ``auths`` entry for ``login_server``.
+
+    Pure. The kubelet reads ``auth``; the bundle client reads it back too
+    (:func:`~modelops_infra.bundles.resolve_basic_credentials`). The result holds
+    the password: wrap it in a secret Output before it reaches a resource.
+    """
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    entry = {"username": username, "password": password, "auth": auth}
+    return json.dumps({"auths": {login_server: entry}}, sort_keys=True)
+
+
+def registry_auth_env(access: PodAccess | None) -> list[dict[str, Any]]:
+    """``DOCKER_CONFIG`` for workers when the cluster has a registry Secret, else nothing."""
+    if access is None or access.registry_secret is None:
+        return []
+    return [{"name": "DOCKER_CONFIG", "value": REGISTRY_AUTH_DIR}]
 
 
 def container_resources(cpu: str, memory: str) -> dict[str, dict[str, str]]:
@@ -285,12 +346,30 @@ def _tmp_volumes() -> list[dict[str, Any]]:
     return [{"name": "tmp", "empty_dir": {}}]
 
 
-def _worker_mounts() -> list[dict[str, str]]:
-    return [*_tmp_mounts(), {"name": "bundle-cache", "mount_path": BUNDLE_CACHE_DIR}]
+def _worker_mounts(access: PodAccess | None) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [*_tmp_mounts(), {"name": "bundle-cache", "mount_path": BUNDLE_CACHE_DIR}]
+    if access is not None and access.registry_secret is not None:
+        mounts.append({"name": REGISTRY_AUTH_VOLUME, "mount_path": REGISTRY_AUTH_DIR, "read_only": True})
+    return mounts
 
 
-def _worker_volumes(cache_size: str) -> list[dict[str, Any]]:
-    return [*_tmp_volumes(), {"name": "bundle-cache", "empty_dir": {"size_limit": cache_size}}]
+def _worker_volumes(cache_size: str, access: PodAccess | None) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [*_tmp_volumes(), {"name": "bundle-cache", "empty_dir": {"size_limit": cache_size}}]
+    if access is not None and access.registry_secret is not None:
+        volumes.append({
+            "name": REGISTRY_AUTH_VOLUME,
+            "secret": {
+                "secret_name": access.registry_secret,
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            },
+        })
+    return volumes
+
+
+def _pull_secrets(pod: dict[str, Any], access: PodAccess | None) -> dict[str, Any]:
+    if access is not None and access.registry_secret is not None:
+        pod["image_pull_secrets"] = [{"name": access.registry_secret}]
+    return pod
 
 
 # --------------------------------------------------------------------------- workloads
@@ -303,12 +382,14 @@ def scheduler_deployment_spec(
     env: Sequence[Mapping[str, Any]],
     cpu: str,
     memory: str,
+    access: PodAccess | None = None,
 ) -> dict[str, Any]:
     """One scheduler replica, never evicted by the autoscaler, probed on ``/health``.
 
-    No bundle cache: the scheduler runs plain ``dask scheduler`` (no preload) and
-    only routes tasks; workers fetch bundles, and the smoke test pushes from the
-    deploying machine.
+    No bundle cache and no registry credentials: the scheduler runs plain
+    ``dask scheduler`` (no preload) and only routes tasks; workers fetch
+    bundles, and the smoke test pushes from the deploying machine. The
+    registry Secret, if any, is only its image pull secret.
     """
     return {
         "replicas": 1,
@@ -317,10 +398,10 @@ def scheduler_deployment_spec(
         "selector": {"match_labels": selector_labels(names, "scheduler")},
         "template": {
             "metadata": {
-                "labels": pod_labels(names, "scheduler"),
+                "labels": pod_labels(names, "scheduler", access),
                 "annotations": {SAFE_TO_EVICT_ANNOTATION: "false"},
             },
-            "spec": {
+            "spec": _pull_secrets({
                 "service_account_name": names.service_account,
                 "automount_service_account_token": False,
                 "security_context": pod_security_context(),
@@ -342,7 +423,7 @@ def scheduler_deployment_spec(
                     }
                 ],
                 "volumes": _tmp_volumes(),
-            },
+            }, access),
         },
     }
 
@@ -359,22 +440,30 @@ def worker_deployment_spec(
     cache_size: str,
     cache_max_bytes: int,
     replicas: int | None,
+    access: PodAccess | None = None,
 ) -> dict[str, Any]:
-    """Workers on the tainted user pool. ``replicas=None`` leaves the count to an HPA.
+    """Workers, placed as ``access`` says (AKS: the tainted user pool; else any node).
 
-    ``cache_size`` is the bundle cache volume's ``sizeLimit``; ``cache_max_bytes``
-    the LRU cap below it (see :func:`bundle_cache_env`).
+    ``replicas=None`` leaves the count to an HPA. ``cache_size`` is the bundle
+    cache volume's ``sizeLimit``; ``cache_max_bytes`` the LRU cap below it (see
+    :func:`bundle_cache_env`). With a registry Secret, workers mount it and
+    get ``DOCKER_CONFIG`` after the cache settings.
     """
+    pod: dict[str, Any] = {
+        "service_account_name": names.service_account,
+        "automount_service_account_token": False,
+        "security_context": pod_security_context(),
+    }
+    if access is not None and access.worker_node_selector is not None:
+        pod["node_selector"] = dict(access.worker_node_selector)
+    if access is not None and access.worker_tolerations:
+        pod["tolerations"] = [dict(t) for t in access.worker_tolerations]
     spec: dict[str, Any] = {
         "selector": {"match_labels": selector_labels(names, "worker")},
         "template": {
-            "metadata": {"labels": pod_labels(names, "worker")},
-            "spec": {
-                "service_account_name": names.service_account,
-                "automount_service_account_token": False,
-                "security_context": pod_security_context(),
-                "node_selector": worker_node_selector(),
-                "tolerations": worker_tolerations(),
+            "metadata": {"labels": pod_labels(names, "worker", access)},
+            "spec": _pull_secrets({
+                **pod,
                 # Let a worker finish its task and hand data back before it goes.
                 "termination_grace_period_seconds": 60,
                 "containers": [
@@ -385,17 +474,17 @@ def worker_deployment_spec(
                             names.scheduler_service, nthreads=nthreads, memory_limit_bytes=memory_limit_bytes
                         ),
                         "ports": [{"name": "http-dashboard", "container_port": WORKER_DASHBOARD_PORT}],
-                        "env": [*env, *bundle_cache_env(cache_max_bytes)],
+                        "env": [*env, *bundle_cache_env(cache_max_bytes), *registry_auth_env(access)],
                         "resources": container_resources(cpu, memory),
                         "liveness_probe": _http_probe(
                             WORKER_DASHBOARD_PORT, initial_delay=30, period=20, failures=6
                         ),
                         "security_context": container_security_context(),
-                        "volume_mounts": _worker_mounts(),
+                        "volume_mounts": _worker_mounts(access),
                     }
                 ],
-                "volumes": _worker_volumes(cache_size),
-            },
+                "volumes": _worker_volumes(cache_size, access),
+            }, access),
         },
     }
     if replicas is not None:
