@@ -183,6 +183,9 @@ state = "$state/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$(cat "$bin/pause-image.name")"
   restrict_oom_score_adj = true
+  # Pod network namespaces under our state directory, not /run/netns: a pod
+  # that down kills without a CRI StopPodSandbox would leave one behind there.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
