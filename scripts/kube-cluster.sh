@@ -22,6 +22,7 @@
 #     (no warn-only option): `up` records them first, `down` restores them;
 #   - the kubelet creates kubepods cgroups under each v1 controller: removed;
 #   - the kubelet insists on /var/lib/kubelet/device-plugins: removed if `up` created it;
+#   - containerd's shims use /run/containerd/s: removed if `up` created it and it is empty;
 #   - libcni caches results in /var/lib/cni: our network's entries removed, and
 #     the directory if `up` created it;
 #   - mounts under the state directory (pod volumes, overlay snapshots): unmounted.
@@ -183,12 +184,16 @@ state = "$state/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$(cat "$bin/pause-image.name")"
   restrict_oom_score_adj = true
+  # Pod network namespaces under our state directory, not /run/netns: a pod
+  # that down kills without a CRI StopPodSandbox would leave one behind there.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$state/containerd/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$state/cni/net.d"
@@ -269,6 +274,8 @@ record_sysctls() {
     mv "$state/sysctl.saved.new" "$state/sysctl.saved"
     [ -d /var/lib/kubelet ] || touch "$state/created-var-lib-kubelet"
     [ -d /var/lib/cni ] || touch "$state/created-var-lib-cni"
+    # containerd 1.6 puts shim sockets in /run/containerd/s whatever its state dir.
+    [ -d /run/containerd ] || touch "$state/created-run-containerd"
 }
 
 up() {
@@ -497,6 +504,10 @@ down() {
     if [ -f "$state/created-var-lib-cni" ]; then
         rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
         rm -f "$state/created-var-lib-cni"
+    fi
+    if [ -f "$state/created-run-containerd" ]; then
+        rmdir /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/s /run/containerd 2>/dev/null || true
+        rm -f "$state/created-run-containerd"
     fi
     if [ -f "$state/created-var-lib-kubelet" ]; then
         rm -rf /var/lib/kubelet

@@ -22,6 +22,8 @@
 # docs/pulumi-engine.md (the provider) and the notes the docs cite.
 set -euo pipefail
 
+script_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+
 # Kubelet 1.35 and later refuse cgroup v1 by default; 1.34 runs on this
 # machine's cgroup v1 controllers with `failCgroupV1: false`.
 k8s_version=1.34.4
@@ -137,7 +139,7 @@ build_coredns() {
 # pulled here, so containerd's sandbox image must come from this tarball.
 build_pause() {
     local staging=$1 work=$2 dir=$work/pause
-    mkdir -p "$dir/root" "$dir/layout/blobs/sha256"
+    mkdir -p "$dir"
     cat >"$dir/pause.c" <<'EOF'
 /* The pod sandbox's only process: sleep until told to stop, reap orphans. */
 #include <signal.h>
@@ -156,25 +158,10 @@ int main(void) {
 }
 EOF
     command -v gcc >/dev/null || die "gcc is needed for the pause binary (apt-get install gcc libc6-dev)"
-    gcc -Os -static -o "$dir/root/pause" "$dir/pause.c"
-    strip "$dir/root/pause"
-    install -m 755 "$dir/root/pause" "$staging/pause"
-    # Reproducible layer: sorted, root-owned, zero mtimes.
-    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$dir/root" -cf "$dir/layer.tar" ./pause
-    local layer_sha config_sha manifest_sha config manifest
-    layer_sha=$(sha256sum "$dir/layer.tar" | cut -d' ' -f1)
-    config=$(printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/pause"],"User":"65535:65535"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer_sha")
-    config_sha=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
-    manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
-        "$config_sha" "${#config}" "$layer_sha" "$(stat -c %s "$dir/layer.tar")")
-    manifest_sha=$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)
-    mv "$dir/layer.tar" "$dir/layout/blobs/sha256/$layer_sha"
-    printf '%s' "$config" >"$dir/layout/blobs/sha256/$config_sha"
-    printf '%s' "$manifest" >"$dir/layout/blobs/sha256/$manifest_sha"
-    printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/layout/oci-layout"
-    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-        "$manifest_sha" "${#manifest}" "$pause_image_name" "${pause_image_name##*:}" >"$dir/layout/index.json"
-    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$dir/layout" -cf "$staging/pause-image.tar" .
+    gcc -Os -static -o "$dir/pause" "$dir/pause.c"
+    strip "$dir/pause"
+    install -m 755 "$dir/pause" "$staging/pause"
+    "$script_dir/oci-image.sh" "$pause_image_name" "$staging/pause" "$staging/pause-image.tar"
     printf '%s\n' "$pause_image_name" >"$staging/pause-image.name"
 }
 
