@@ -14,9 +14,9 @@ from tests.services import (
     DaskCluster,
     PackageIndex,
     Registry,
-    start_dask,
     start_package_index,
     start_registry,
+    start_test_cluster,
     wheelhouse_dir,
 )
 
@@ -53,14 +53,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, registry: Registry,
     ``MODELOPS_BUNDLE_REGISTRY`` is set only in the workers' environment; bundle
     environments install from the loopback package index.
     """
-    root = tmp_path_factory.mktemp("dask")
-    c = start_dask(root, workers=2, worker_env={
-        "MODELOPS_BUNDLE_REGISTRY": registry.address,
-        "MODELOPS_BUNDLE_CACHE_DIR": str(root / "cache"),
-        "MODELOPS_BUNDLE_INDEX_URL": package_index.url,
-    })
+    c = start_test_cluster(tmp_path_factory.mktemp("dask"), registry, package_index)
     yield c
     c.stop()
+
 
 
 @pytest.fixture

@@ -328,3 +328,12 @@ def uv_binary() -> str:
     except ImportError as exc:
         raise RuntimeError("the pip package uv is not installed; run `make test`, which installs it") from exc
     return find_uv_bin()
+
+
+def start_test_cluster(root: Path, registry: Registry, package_index: PackageIndex) -> DaskCluster:
+    """Two preloaded workers whose registry is ``registry`` and whose environments come from ``package_index``."""
+    return start_dask(root, workers=2, worker_env={
+        "MODELOPS_BUNDLE_REGISTRY": registry.address,
+        "MODELOPS_BUNDLE_CACHE_DIR": str(root / "cache"),
+        "MODELOPS_BUNDLE_INDEX_URL": package_index.url,
+    })

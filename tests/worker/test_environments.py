@@ -31,7 +31,7 @@ from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.errors import BundleRunError, IntegrityError, RequirementsError
 from modelops_infra.worker import BundleRuntime, run_sim_task
 from tests.netns import sh
-from tests.services import registry_binary, start_dask, stop
+from tests.services import registry_binary, start_test_cluster, stop
 
 VERSION_SIM = """
     import importlib.metadata, os, sys
@@ -46,12 +46,7 @@ VERSION_SIM = """
 @pytest.fixture(scope="module")
 def env_cluster(tmp_path_factory, registry, package_index):
     """A cluster of this module's own: children that die or hang here never share a worker with other tests."""
-    root = tmp_path_factory.mktemp("dask-env")
-    c = start_dask(root, workers=2, worker_env={
-        "MODELOPS_BUNDLE_REGISTRY": registry.address,
-        "MODELOPS_BUNDLE_CACHE_DIR": str(root / "cache"),
-        "MODELOPS_BUNDLE_INDEX_URL": package_index.url,
-    })
+    c = start_test_cluster(tmp_path_factory.mktemp("dask-env"), registry, package_index)
     yield c
     c.stop()
 
