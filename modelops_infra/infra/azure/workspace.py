@@ -9,11 +9,11 @@ ServiceAccount, its AcrPull grant, and the pods' workload-identity settings
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity
 
 from modelops_infra.infra.azure.roles import acr_pull_assignment
@@ -22,7 +22,6 @@ from modelops_infra.infra.azure.workload_identity import (
     aks_pod_access,
     federated_subject,
 )
-from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, DEFAULT_EXTRA_PACKAGES, AutoscaleConfig
 from modelops_infra.infra.kubernetes import specs
 from modelops_infra.infra.kubernetes import workspace as kube
 
@@ -33,8 +32,8 @@ logger = logging.getLogger(__name__)
 WORKER_IMAGE_REPOSITORY = kube.WORKER_IMAGE_REPOSITORY
 
 
-@dataclass
-class DaskWorkspaceArgs:
+@dataclass(kw_only=True)
+class DaskWorkspaceArgs(kube.DaskWorkspaceArgs):
     """Inputs of the AKS :class:`DaskWorkspace`.
 
     ``login_server`` is the registry's login server *output* (same stack) or a
@@ -42,32 +41,16 @@ class DaskWorkspaceArgs:
     ``MODELOPS_BUNDLE_REGISTRY`` and the default image's registry.
     ``registry_id`` scopes the workspace identity's AcrPull grant; ``None``
     skips the grant (the registry is managed, and granted, elsewhere). The
-    other fields are :class:`modelops_infra.infra.kubernetes.DaskWorkspaceArgs`';
+    other fields are inherited from :class:`modelops_infra.infra.kubernetes.DaskWorkspaceArgs`
+    (``identity`` is always the AKS workload identity built from the fields here);
     ``image=None`` builds the worker image in the stack and pushes it to ACR
     (the deployer's Entra ID login authorizes the push).
     """
 
-    provider: k8s.Provider
-    login_server: pulumi.Input[str]
     resource_group_name: pulumi.Input[str]
     oidc_issuer_url: pulumi.Input[str]
     registry_id: pulumi.Input[str] | None = None
     location: pulumi.Input[str] | None = None
-    namespace: str = "modelops"
-    workers: int = 2
-    threads: int | None = None
-    cpu: str = "2"
-    memory: str = "8Gi"
-    scheduler_cpu: str = "1"
-    scheduler_memory: str = "2Gi"
-    image: pulumi.Input[str] | None = None
-    base_image: str = DEFAULT_BASE_IMAGE
-    extra_packages: tuple[str, ...] = DEFAULT_EXTRA_PACKAGES
-    checkout: str | None = None
-    image_tag: str = "latest"
-    bundle_repository: str = "modelops/bundles"
-    cache_size: str = "10Gi"
-    autoscale: AutoscaleConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -129,24 +112,8 @@ class DaskWorkspace(kube.DaskWorkspace):
     def __init__(self, name: str, args: DaskWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(
             name,
-            kube.DaskWorkspaceArgs(
-                provider=args.provider,
-                login_server=args.login_server,
-                namespace=args.namespace,
-                workers=args.workers,
-                threads=args.threads,
-                cpu=args.cpu,
-                memory=args.memory,
-                scheduler_cpu=args.scheduler_cpu,
-                scheduler_memory=args.scheduler_memory,
-                image=args.image,
-                base_image=args.base_image,
-                extra_packages=args.extra_packages,
-                checkout=args.checkout,
-                image_tag=args.image_tag,
-                bundle_repository=args.bundle_repository,
-                cache_size=args.cache_size,
-                autoscale=args.autoscale,
+            dataclasses.replace(
+                kube.DaskWorkspaceArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(kube.DaskWorkspaceArgs)}),
                 identity=AksWorkloadIdentity(
                     resource_group_name=args.resource_group_name,
                     oidc_issuer_url=args.oidc_issuer_url,
