@@ -21,6 +21,19 @@ from tests.services import (
 )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used a Dask cluster reports what the cluster was doing (stacks, logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name in ("cluster", "env_cluster"):
+        cluster = getattr(item, "funcargs", {}).get(name)
+        if isinstance(cluster, DaskCluster):
+            report.sections.append((f"dask cluster {name!r} after the failure", cluster.diagnose()))
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """One plain-HTTP registry on a free loopback port for the whole session."""

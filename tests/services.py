@@ -125,6 +125,25 @@ class DaskCluster:
     def logs(self) -> str:
         return "\n".join(p.read_text()[-4000:] for p in sorted(self.root.glob("*.log")))
 
+    def diagnose(self) -> str:
+        """What the cluster is doing now, for a failed test's report: tasks each worker is processing,
+        the Python stacks of its running tasks, and the tail of every log. Never raises."""
+        parts = []
+        try:
+            from distributed import Client
+
+            with Client(self.scheduler_address, timeout=10, set_as_default=False) as client:
+                info = client.scheduler_info(n_workers=-1)["workers"]
+                parts.append("workers: " + ", ".join(f"{a} (pid {w.get('pid')}, {w.get('status')})"
+                                                     for a, w in info.items()))
+                parts.append(f"processing: {client.processing()}")
+                parts.append(f"call stacks: {client.call_stack()}")
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            parts.append(f"(cluster state unavailable: {type(exc).__name__}: {exc})")
+        parts.append(f"procs: {[(p.pid, p.poll()) for p in self.procs]}")
+        parts.append(self.logs())
+        return "\n".join(parts)
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
