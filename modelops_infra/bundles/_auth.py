@@ -344,7 +344,7 @@ class RegistryAuth:
     def __init__(self, host: RegistryHost, scheme: str, session: requests.Session, *,
                  strategies: Sequence[AuthStrategy], timeouts: tuple[float, float]) -> None:
         self.host = host
-        self.origin = origin(f"{scheme}://{host.netloc}/")
+        self.origin = origin(f"{scheme}://{host.api_netloc}/")
         self._strategies = {s.scheme: s for s in reversed(strategies)}  # the first one per scheme wins
         self._described = strategies[0].describe() if strategies else "no credentials"
         self._tokens = TokenEndpoint(host, scheme, session, timeouts)

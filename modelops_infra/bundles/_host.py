@@ -35,6 +35,9 @@ _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0[xX][0-9A-Fa-f]*)$")
 _PORT = re.compile(r"^[1-9][0-9]{0,4}$")
 _MAX_LENGTH = 255
+#: Docker Hub is named ``docker.io`` in references, but its API answers on another host (Docker's clients map it too).
+_DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
+_DOCKER_HUB_API = "registry-1.docker.io"
 
 
 def is_acr(host: str) -> bool:
@@ -74,6 +77,17 @@ class RegistryHost:
     def netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def api_netloc(self) -> str:
+        """Where the registry's HTTP API answers: :attr:`netloc`, but ``registry-1.docker.io`` for Docker Hub.
+
+        >>> RegistryHost.parse("docker.io").api_netloc
+        'registry-1.docker.io'
+        """
+        if self.port is None and self.host.lower() in _DOCKER_HUB_NAMES:
+            return _DOCKER_HUB_API
+        return self.netloc
 
     @property
     def is_loopback(self) -> bool:

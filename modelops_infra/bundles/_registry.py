@@ -236,7 +236,7 @@ class RegistryClient:
     # -- request layer -------------------------------------------------------------------
 
     def _url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.scheme}://{self.registry}{path}"
+        return path if path.startswith(("http://", "https://")) else f"{self.scheme}://{self.host.api_netloc}{path}"
 
     def _exchange(self, method: str, url: str, scope: str, headers: Mapping[str, str],
                   body: Callable[[], Any] | None, kw: Mapping[str, Any]) -> tuple[requests.Response, str]:

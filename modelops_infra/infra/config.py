@@ -69,10 +69,12 @@ CONFIG_NAMESPACE = "modelops"
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 CLOUDS = ("azure", "kubernetes", "local")
 
-#: The worker image's default base: a slim official Python image of the clients' Python version.
-#: TODO(issue 9): pin by digest (``@sha256:…``) once it has been checked against Docker Hub; the
-#: machines this was written on cannot reach any public container registry.
-DEFAULT_BASE_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
+#: The worker image's default base: a slim official Python image of the clients' Python version, pinned
+#: by digest so a deploy builds on exactly this base (the tag is kept for readers; the digest decides).
+#: This machine cannot reach Docker Hub: the digest is the one a public record states it checked
+#: against Docker Hub. Refresh with ``crane digest`` or ``docker buildx imagetools inspect`` of the tag.
+DEFAULT_BASE_IMAGE = ("docker.io/library/python:3.11-slim-bookworm"
+                      "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91")
 #: Installed into the worker image beside ``modelops-infra[azure]`` and uv (bokeh renders the dashboard).
 DEFAULT_EXTRA_PACKAGES = ("bokeh>=3.1",)
 

@@ -15,6 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from modelops_infra.bundles import BundleSettings, Reference, RegistryClient, RegistryHost, use_plain_http
+from modelops_infra.bundles._http import origin
 from modelops_infra.client import get_registry_url, load_bundle_env, write_bundle_env
 from modelops_infra.errors import ConfigurationError, ReferenceError_
 
@@ -195,3 +196,16 @@ def test_any_reference_string_parses_or_is_a_reference_error_and_its_registry_is
     if ref.registry is not None:
         assert str(RegistryHost.parse(ref.registry)) == ref.registry, f"{text!r} gave registry {ref.registry!r}"
     assert Reference.parse(str(ref)) == ref
+
+
+@pytest.mark.parametrize(("name", "api"), [
+    ("docker.io", "registry-1.docker.io"), ("index.docker.io", "registry-1.docker.io"),
+    ("Docker.IO", "registry-1.docker.io"), ("docker.io:443", "docker.io:443"),
+    ("myreg.azurecr.io", "myreg.azurecr.io"), ("127.0.0.1:5000", "127.0.0.1:5000"),
+])
+def test_docker_hub_is_named_docker_io_but_its_api_answers_on_registry_1(name, api):
+    host = RegistryHost.parse(name)
+    assert host.api_netloc == api and str(host) == name, "references keep the name they were written with"
+    with RegistryClient(name) as client:
+        assert client._url("/v2/") == f"{client.scheme}://{api}/v2/"
+        assert client._auth.origin == origin(f"{client.scheme}://{api}/"), "credentials go to the API host only"

@@ -22,7 +22,7 @@ import yaml
 from modelops_infra.bundles import BundleSettings
 from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra import program
-from modelops_infra.infra.config import load_stack_config
+from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, load_stack_config
 from modelops_infra.infra.naming import role_assignment_name
 from tests.infra.stack_harness import (
     ACR_PULL_GUID,
@@ -360,7 +360,8 @@ def test_deployments_run_the_image_the_stack_builds_by_digest_not_by_tag(dev: Ru
     login_server = dev.outputs["acr_login_server"]
     assert image.parent == dev.one("modelops:infra:DaskWorkspace").urn
     assert image.inputs["target"] == f"{login_server}/modelops/dask-worker", "pushed to the stack's own registry"
-    assert image.inputs["base_image"] == "docker.io/library/python:3.11-slim-bookworm"
+    assert image.inputs["base_image"] == DEFAULT_BASE_IMAGE
+    assert DEFAULT_BASE_IMAGE.startswith("docker.io/library/python:3.11-slim-bookworm@sha256:"), "pinned by digest"
     assert image.inputs["extra_packages"] == ["bokeh>=3.1"]
     assert image.inputs["python_version"] == "%d.%d" % sys.version_info[:2]
     assert image.inputs["install_hash"].startswith("sha256:"), "the install hash is computed by the program"

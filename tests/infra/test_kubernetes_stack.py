@@ -18,7 +18,7 @@ import yaml
 
 from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra import program
-from modelops_infra.infra.config import SecretText, load_stack_config, parse_stack_config
+from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, SecretText, load_stack_config, parse_stack_config
 from tests.infra.stack_harness import (
     REPO_ROOT,
     WORKER_IMAGE_DIGEST,
@@ -202,7 +202,8 @@ def test_the_worker_image_is_built_by_the_stack_and_run_by_digest_unless_workspa
 def test_the_built_image_is_pushed_to_the_configured_registry_with_its_credentials_kept_secret(kube: Run) -> None:
     inputs = kube.one(WORKER_IMAGE_TYPE).inputs
     assert inputs["target"] == f"{LOGIN_SERVER}/modelops/dask-worker"
-    assert inputs["base_image"] == "docker.io/library/python:3.11-slim-bookworm"
+    assert inputs["base_image"] == DEFAULT_BASE_IMAGE
+    assert DEFAULT_BASE_IMAGE.startswith("docker.io/library/python:3.11-slim-bookworm@sha256:"), "pinned by digest"
     assert inputs["registry_username"] == "robot"
     assert _secret_value(inputs["registry_password"]) == PASSWORD, "the push password is a secret input"
     assert inputs.get("insecure") is None
