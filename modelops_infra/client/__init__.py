@@ -6,7 +6,6 @@ from modelops_infra.client._discovery import (
     check_scheduler_address,
     get_registry_url,
     load_bundle_env,
-    worker_image,
     write_bundle_env,
 )
 from modelops_infra.client._service import DaskSimulationService, ServiceConfig
@@ -22,5 +21,5 @@ from modelops_infra.client._task import SimTask, task_key
 __all__ = [
     "STAGES", "BundleEnv", "ClusterProbe", "DaskSimulationService", "ServiceConfig", "SimTask", "SmokeTestReport",
     "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env", "probe_scheduler", "run_smoke_test", "task_key",
-    "worker_image", "write_bundle_env",
+    "write_bundle_env",
 ]

@@ -21,7 +21,7 @@ from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
 __all__ = ["BundleEnv", "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env",
-           "scheduler_problem", "worker_image", "write_bundle_env"]
+           "scheduler_problem", "write_bundle_env"]
 
 
 def scheduler_problem(address: str) -> str | None:
@@ -114,11 +114,6 @@ def get_registry_url(env: str = "dev", *, environ: Mapping[str, str] | None = No
         f" {'has no registry.login_server' if loaded else 'does not exist'}",
         hint=f"export MODELOPS_BUNDLE_REGISTRY, or run 'mops env write --env {env}' after 'pulumi up'",
     )
-
-
-def worker_image(env: str = "dev", tag: str = "latest", *, environ: Mapping[str, str] | None = None) -> str:
-    """``<registry>/modelops/dask-worker:<tag>`` for ``env``, using :func:`get_registry_url`."""
-    return f"{get_registry_url(env, environ=environ)}/modelops/dask-worker:{tag}"
 
 
 def write_bundle_env(env: str, registry: str, scheduler_address: str | None = None, *,

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from modelops_infra.client import get_registry_url, load_bundle_env, worker_image, write_bundle_env
+from modelops_infra.client import get_registry_url, load_bundle_env, write_bundle_env
 from modelops_infra.errors import ConfigurationError
 
 
@@ -23,7 +23,6 @@ def test_bundle_env_file_is_used_when_env_var_is_unset(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert get_registry_url("staging", environ=environ) == "stage.azurecr.io"
     assert load_bundle_env("staging", environ=environ).scheduler_address == "tcp://sched:8786"
-    assert worker_image("staging", "v3", environ=environ) == "stage.azurecr.io/modelops/dask-worker:v3"
 
 
 def test_no_registry_anywhere_names_both_places(tmp_path):
