@@ -137,6 +137,11 @@ class DaskCluster:
                 parts.append("workers: " + ", ".join(f"{a} (pid {w.get('pid')}, {w.get('status')})"
                                                      for a, w in info.items()))
                 parts.append(f"processing: {client.processing()}")
+                # a lambda is pickled by value: the scheduler cannot import tests/
+                states = client.run_on_scheduler(lambda dask_scheduler: {
+                    str(k): (t.state, t.processing_on.address if t.processing_on else None,
+                             [w.address for w in t.who_has]) for k, t in dask_scheduler.tasks.items()})
+                parts.append(f"tasks on the scheduler: {states}")
                 parts.append(f"call stacks: {client.call_stack()}")
         except Exception as exc:  # a diagnosis must not hide the failure it explains
             parts.append(f"(cluster state unavailable: {type(exc).__name__}: {exc})")
