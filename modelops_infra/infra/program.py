@@ -76,27 +76,6 @@ def deploy(cfg: StackConfig) -> Mapping[str, Any] | None:
     return _deploy_azure(cfg)
 
 
-def _workspace_fields(cfg: StackConfig) -> dict[str, Any]:
-    """The DaskWorkspaceArgs fields every cluster takes from ``modelops:workspace``."""
-    ws = cfg.workspace
-    return {
-        "namespace": ws.namespace,
-        "workers": ws.workers,
-        "threads": ws.threads,
-        "cpu": ws.cpu,
-        "memory": ws.memory,
-        "scheduler_cpu": ws.scheduler.cpu,
-        "scheduler_memory": ws.scheduler.memory,
-        "image": ws.image,
-        "base_image": ws.base_image,
-        "extra_packages": ws.extra_packages,
-        "image_tag": ws.image_tag,
-        "bundle_repository": ws.bundle_repository,
-        "cache_size": ws.cache_size,
-        "autoscale": ws.autoscale,
-    }
-
-
 def _workspace_outputs(login_server: pulumi.Input[str], workspace: Any) -> dict[str, Any]:
     return {
         "acr_login_server": login_server,
@@ -141,19 +120,10 @@ def _deploy_kubernetes(cfg: StackConfig, *, image: pulumi.Input[str] | None = No
         )
 
     provider = k8s.Provider("modelops-k8s", kubeconfig=kubeconfig)
-    fields = _workspace_fields(cfg)
-    if image is not None:
-        fields["image"] = image
-    workspace = DaskWorkspace(
-        "dask",
-        DaskWorkspaceArgs(
-            provider=provider,
-            login_server=login_server,
-            registry_credentials=credentials,
-            registry_insecure=kube.registry.insecure,
-            **fields,
-        ),
-    )
+    workspace = DaskWorkspace("dask", DaskWorkspaceArgs.from_config(
+        cfg.workspace, provider=provider, login_server=login_server, registry_credentials=credentials,
+        registry_insecure=kube.registry.insecure, **({"image": image} if image is not None else {}),
+    ))
     return {
         **_workspace_outputs(login_server, workspace),
         **_smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, insecure=kube.registry.insecure,
@@ -207,49 +177,20 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         resource_group_name: pulumi.Input[str] = infra.require_output("resource_group_name")
     else:
         registry = ContainerRegistry(
-            "modelops",
-            ContainerRegistryArgs(
-                sku=cfg.registry.sku,
-                resource_group_name=cfg.registry.resource_group,
-                project=project,
-                stack=stack,
-                tags=tags,
-            ),
-        )
+            "modelops", ContainerRegistryArgs.from_config(cfg.registry, project=project, stack=stack, tags=tags))
         login_server = registry.login_server
         registry_id = registry.registry_id
         registry_name = registry.registry_name
         resource_group_name = registry.resource_group_name
 
-    aks_cfg = cfg.aks
-    cluster = AksCluster(
-        "modelops",
-        AksClusterArgs(
-            resource_group_name=resource_group_name,
-            registry_id=registry_id,
-            dns_prefix=aks_dns_prefix(project, stack),
-            kubernetes_version=aks_cfg.kubernetes_version,
-            system_vm_size=aks_cfg.system_pool.vm_size,
-            system_count=aks_cfg.system_pool.count,
-            worker_vm_size=aks_cfg.worker_pool.vm_size,
-            worker_min_count=aks_cfg.worker_pool.min_count,
-            worker_max_count=aks_cfg.worker_pool.max_count,
-            worker_os_disk_size_gb=aks_cfg.worker_pool.os_disk_size_gb,
-            tags=tags,
-        ),
-    )
-
-    workspace = DaskWorkspace(
-        "dask",
-        DaskWorkspaceArgs(
-            provider=cluster.provider,
-            login_server=login_server,
-            resource_group_name=resource_group_name,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            registry_id=registry_id,
-            **_workspace_fields(cfg),
-        ),
-    )
+    cluster = AksCluster("modelops", AksClusterArgs.from_config(
+        cfg.aks, resource_group_name=resource_group_name, registry_id=registry_id,
+        dns_prefix=aks_dns_prefix(project, stack), tags=tags,
+    ))
+    workspace = DaskWorkspace("dask", DaskWorkspaceArgs.from_config(
+        cfg.workspace, provider=cluster.provider, login_server=login_server,
+        resource_group_name=resource_group_name, oidc_issuer_url=cluster.oidc_issuer_url, registry_id=registry_id,
+    ))
 
     outputs: dict[str, Any] = {
         **_workspace_outputs(login_server, workspace),

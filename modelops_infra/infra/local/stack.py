@@ -33,13 +33,11 @@ def local_paths(project_dir: Path, stack: str) -> dict[str, Path]:
 
 def deploy_local(cfg: StackConfig) -> dict[str, Any]:
     paths = local_paths(Path.cwd(), pulumi.get_stack())
-    local = cfg.local
     registry = LocalRegistry("registry", LocalRegistryArgs(
-        port=local.registry_port, data_dir=str(paths["registry"]), log_dir=str(paths["logs"])))
-    workspace = LocalDaskWorkspace("dask", LocalDaskWorkspaceArgs(
-        login_server=registry.login_server, scheduler_port=local.scheduler_port,
-        dashboard_port=local.dashboard_port, workers=local.workers, data_dir=str(paths["dask"]),
-        log_dir=str(paths["logs"]), repository=cfg.workspace.bundle_repository))
+        port=cfg.local.registry_port, data_dir=str(paths["registry"]), log_dir=str(paths["logs"])))
+    workspace = LocalDaskWorkspace("dask", LocalDaskWorkspaceArgs.from_config(
+        cfg.local, login_server=registry.login_server, data_dir=str(paths["dask"]), log_dir=str(paths["logs"]),
+        repository=cfg.workspace.bundle_repository))
     outputs: dict[str, Any] = {
         "acr_login_server": registry.login_server,
         "scheduler_address": workspace.scheduler_address,
