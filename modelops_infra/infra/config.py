@@ -1,21 +1,17 @@
-"""Typed stack configuration for the ``modelops`` Pulumi project.
+"""Typed stack configuration for the ``modelops`` Pulumi project: the ``modelops:`` keys, each declared once.
 
-Stack configuration lives under the ``modelops:`` namespace. Nested settings
-are structured objects (``pulumi config set --path modelops:aks.workerPool.maxCount 5``).
-Each key is declared once, below, as a dataclass field: its camelCase name, its
-default and its parser (type and bounds); the reader, the unknown-key check and
-the defaults derive from that (:mod:`~modelops_infra.infra.config_schema`).
-:func:`load_stack_config` reads the keys when called (never at import time),
-:func:`parse_stack_config` validates them purely, and both raise
-:class:`~modelops_infra.errors.ConfigurationError` whose message names the
+Each key is one dataclass field below: its camelCase name, default and parser (type and bounds). The
+reader, the unknown-key check and the defaults derive from it (:mod:`~modelops_infra.infra.config_schema`).
+Nested settings are structured objects (``pulumi config set --path modelops:aks.workerPool.maxCount 5``).
+:func:`load_stack_config` reads them when called (never at import time), :func:`parse_stack_config`
+validates them purely, and both raise :class:`~modelops_infra.errors.ConfigurationError` naming the
 offending key, so ``pulumi preview`` fails before any resource is planned::
 
     modelops:aks.workerPool.minCount (3) > modelops:aks.workerPool.maxCount (2)
 
-This module imports no cloud SDK: the local stack reads the same object.
-The two secret keys (``modelops:kubeconfig``, ``modelops:registryPassword``)
-are held as :class:`SecretText`, whose ``repr`` hides the value, and no error
-message ever quotes them.
+No cloud SDK is imported here: the local stack reads the same object. The two secret keys
+(``modelops:kubeconfig``, ``modelops:registryPassword``) are :class:`SecretText`, whose ``repr``
+hides the value; no error message quotes them.
 """
 
 from __future__ import annotations
@@ -212,12 +208,10 @@ class StackConfig:
 
 
 def load_stack_config(source: ConfigSource | None = None) -> StackConfig:
-    """Read and validate the ``modelops:`` stack configuration.
+    """Read (:func:`~modelops_infra.infra.config_schema.read_top_level`) and validate the stack configuration.
 
-    ``source`` defaults to ``pulumi.Config("modelops")``, created at call time.
-    Raises :class:`ConfigurationError` naming the key on any invalid value,
-    including an object that is not valid JSON. A secret key stored in plain
-    text gets a warning, once per run, to set it with ``--secret``.
+    ``source`` defaults to ``pulumi.Config("modelops")``, created at call time. Raises
+    :class:`ConfigurationError` naming the key on any invalid value, including an object that is not JSON.
     """
     import pulumi
 
@@ -239,11 +233,10 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
         # Pulumi.yaml defaults `kubernetes` to {} on every stack: empty counts as unset.
         stray = [k for k in _KUBERNETES_ONLY_KEYS if raw.get(k) not in (None, {}, "")]
         if stray and cloud in CLOUDS:
-            raise ConfigurationError(
-                f"{_key(stray[0])}: is read only when {_key('cloud')} is kubernetes, and it is {cloud!r}",
-                hint=f"remove it (`pulumi config rm {_key(stray[0])}`) or set {_key('cloud')} kubernetes",
-                key=_key(stray[0]),
-            )
+            key = _key(stray[0])
+            raise ConfigurationError(f"{key}: is read only when {_key('cloud')} is kubernetes, and it is {cloud!r}",
+                                     hint=f"remove it (`pulumi config rm {key}`) or set {_key('cloud')} kubernetes",
+                                     key=key)
     cfg = read_section(StackConfig, raw)
     if cfg.cloud == "kubernetes":
         _check_kubernetes(cfg.kubernetes)
