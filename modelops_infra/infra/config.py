@@ -148,7 +148,7 @@ class SmokeTestConfig:
     #: Seconds the whole smoke test may take.
     timeout: float = setting("timeout", 120.0, parse.seconds)
     #: Arbitrary values; changing any of them re-runs the test.
-    triggers: tuple[str, ...] = setting("triggers", (), parse.values)
+    triggers: tuple[str, ...] = setting("triggers", (), parse.string_list)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ carries the type and bounds), or a nested object, declared with :func:`section`:
 From those declarations alone come the reader of ``pulumi.Config``
 (:func:`read_top_level`, by the kinds in :func:`top_level_keys`), the parser
 and its unknown-key check (:func:`read_section`), and the defaults under their
-camelCase keys (:func:`declared_defaults`, which a test holds ``Pulumi.yaml`` to). A parser takes the raw value and the full key
-(``modelops:local.workers``) and raises :class:`ConfigurationError` naming that
-key. A key absent or ``null`` takes its default without being parsed.
+camelCase keys (:func:`declared_defaults`, which a test holds ``Pulumi.yaml``
+to). A parser takes the raw value and the full key (``modelops:local.workers``)
+and raises :class:`ConfigurationError` naming that key. A key absent or
+``null`` takes its default without being parsed.
 
 Pure, but for :func:`read_top_level`, which imports Pulumi when called.
 """
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = [
-    "NAMESPACE", "ConfigSource", "Parser", "SecretText", "boolean", "config_key", "declared_defaults", "dns_label", "image_reference",
-    "integer", "one_of", "optional_text", "quantity", "read_section", "read_top_level", "registry_host", "requirements", "seconds", "secret",
-    "section", "setting", "text", "top_level_keys", "values",
+    "NAMESPACE", "ConfigSource", "Parser", "SecretText", "boolean", "config_key", "declared_defaults", "dns_label",
+    "image_reference", "integer", "one_of", "optional_text", "quantity", "read_section", "read_top_level",
+    "registry_host", "requirements", "seconds", "secret", "section", "setting", "string_list", "text",
+    "top_level_keys",
 ]
 
 NAMESPACE = "modelops"
@@ -106,21 +108,21 @@ def read_section(cls: type[T], raw: Mapping[str, Any], path: str = "", *, top: M
     if unknown:
         raise ConfigurationError(f"unknown configuration key {', '.join(config_key(path, k) for k in unknown)}",
                                  hint=f"known keys here: {', '.join(known)}", key=config_key(path, unknown[0]))
-    values: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         name, at_top = f.metadata["key"], f.metadata.get("top_level", False)
         where = name if at_top else ".".join(p for p in (path, name) if p)
         value = (top if at_top else raw).get(name)
         if "section" in f.metadata:
-            values[f.name] = read_section(f.metadata["section"], _as_object(value, where), where, top=top)
+            parsed[f.name] = read_section(f.metadata["section"], _as_object(value, where), where, top=top)
         elif value is not None:
-            values[f.name] = f.metadata["parse"](value, config_key(where))
-    result = cls(**values)
+            parsed[f.name] = f.metadata["parse"](value, config_key(where))
+    result = cls(**parsed)
     for low, high in getattr(cls, "ORDERED", ()):
-        lo, hi = getattr(result, low), getattr(result, high)
-        if lo > hi:
-            low_key, high_key = (config_key(path, _field(cls, n).metadata["key"]) for n in (low, high))
-            raise ConfigurationError(f"{low_key} ({lo}) > {high_key} ({hi})",
+        minimum, maximum = getattr(result, low), getattr(result, high)
+        if minimum > maximum:
+            low_key, high_key = (config_key(path, _field(cls, name).metadata["key"]) for name in (low, high))
+            raise ConfigurationError(f"{low_key} ({minimum}) > {high_key} ({maximum})",
                                      hint="the minimum must not exceed the maximum", key=low_key)
     return result
 
@@ -269,7 +271,7 @@ def boolean(value: Any, key: str) -> bool:
 
 
 def quantity(measure: Callable[..., int]) -> Parser:
-    """A Kubernetes quantity, kept as written, that ``measure`` (from :mod:`~modelops_infra.infra.quantities`) accepts."""
+    """A Kubernetes quantity, kept as written, that ``measure`` (from :mod:`.quantities`) accepts."""
 
     def check(value: str, key: str) -> None:
         measure(value, key=key)
@@ -285,7 +287,7 @@ def one_of(choices: tuple[str, ...], noun: str) -> Parser:
     return text(check)
 
 
-def values(value: Any, key: str) -> tuple[str, ...]:
+def string_list(value: Any, key: str) -> tuple[str, ...]:
     """A list of arbitrary values, kept as strings (``smokeTest.triggers``)."""
     if not isinstance(value, list):
         raise ConfigurationError(f"{key}: expected a list, got {value!r}", key=key)
@@ -324,8 +326,9 @@ def _image_reference(value: str, key: str) -> None:
     except ReferenceError_ as exc:
         raise ConfigurationError(f"{key}: {exc.message}", key=key) from exc
     if ref.registry is None:
-        raise ConfigurationError(f"{key}: {value!r} names no registry", key=key,
-                                 hint="write registry/repository[:tag|@sha256:...], e.g. docker.io/library/python:3.11-slim")
+        raise ConfigurationError(
+            f"{key}: {value!r} names no registry", key=key,
+            hint="write registry/repository[:tag|@sha256:...], e.g. docker.io/library/python:3.11-slim")
 
 
 def _registry_host(value: str, key: str) -> str:

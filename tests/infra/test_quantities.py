@@ -134,7 +134,7 @@ def test_every_size_below_the_minimum_is_refused(size: int) -> None:
 
 def _sizes(cpu: str = "2", memory: str = "4Gi", cache_size: str = "10Gi", threads: int | None = None):
     return worker_sizes(cpu=cpu, memory=memory, cache_size=cache_size, threads=threads,
-                        key=lambda field: f"modelops:workspace.{field}")
+                        key=lambda field: f"DaskWorkspace 'w': {field}")
 
 
 @pytest.mark.parametrize(("cpu", "nthreads"), [("2500m", 2), ("500m", 1), ("1", 1), ("4", 4), ("1.5", 1)])
@@ -150,10 +150,10 @@ def test_worker_sizes_take_threads_as_given_and_derive_memory_and_the_cache_cap(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"threads": 0}, "modelops:workspace.threads: must be >= 1, got 0"),
-        ({"cpu": "two"}, "modelops:workspace.cpu: malformed CPU quantity 'two'"),
-        ({"memory": "8GB"}, "modelops:workspace.memory: malformed memory quantity '8GB'"),
-        ({"cache_size": "1Gi"}, "modelops:workspace.cache_size: '1Gi' is too small for the bundle cache"),
+        ({"threads": 0}, "DaskWorkspace 'w': threads: must be >= 1, got 0"),
+        ({"cpu": "two"}, "DaskWorkspace 'w': cpu: malformed CPU quantity 'two'"),
+        ({"memory": "8GB"}, "DaskWorkspace 'w': memory: malformed memory quantity '8GB'"),
+        ({"cache_size": "1Gi"}, "DaskWorkspace 'w': cache_size: '1Gi' is too small for the bundle cache"),
     ],
 )
 def test_worker_sizes_name_the_field_at_fault(overrides: dict[str, object], message: str) -> None:

@@ -48,7 +48,7 @@ def test_every_stack_creates_one_smoke_test_from_the_same_config_after_its_works
         assert (smoke.inputs["timeout"], smoke.inputs["triggers"]) == (30, ["t1"]), cloud
         assert smoke.inputs["repository"] == "modelops/bundles", cloud
         assert smoke.inputs["bundle_digest"].startswith("sha256:"), f"{cloud}: the digest is computed in the program"
-        assert smoke.inputs["registry"] == run.outputs["acr_login_server"], f"{cloud}: it pushes to the stack's registry"
+        assert smoke.inputs["registry"] == run.outputs["acr_login_server"], f"{cloud}: it pushes to the stack registry"
         assert smoke.dependencies, f"{cloud}: the smoke test must wait for the workspace"
 
 
