@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from modelops_infra.infra.config import AksConfig, LocalConfig, RegistryConfig, WorkspaceConfig, parse_stack_config
@@ -50,9 +49,8 @@ def test_workspace_args_default_to_the_declared_workspace_defaults() -> None:
 
     by_hand = DaskWorkspaceArgs(provider=PROVIDER, login_server="r")
     from_config = DaskWorkspaceArgs.from_config(WorkspaceConfig(), provider=PROVIDER, login_server="r")
-    # autoscale: None by hand, the (disabled) declared default from config; both mean no HPA.
-    assert dataclasses.replace(from_config, autoscale=None) == by_hand
-    assert from_config.autoscale is not None and not from_config.autoscale.enabled
+    assert from_config == by_hand
+    assert by_hand.autoscale is not None and not by_hand.autoscale.enabled, "no HPA unless asked for"
 
 
 def test_aks_and_registry_args_take_their_sections_and_default_to_them() -> None:

@@ -117,7 +117,7 @@ class DaskWorkspaceArgs:
     image_tag: str = _DEFAULTS.image_tag
     bundle_repository: str = _DEFAULTS.bundle_repository
     cache_size: str = _DEFAULTS.cache_size
-    autoscale: AutoscaleConfig | None = None
+    autoscale: AutoscaleConfig | None = _DEFAULTS.autoscale
     registry_credentials: RegistryCredentials | None = None
     #: Plain HTTP to the registry (``MODELOPS_BUNDLE_INSECURE``); loopback registries need no flag.
     registry_insecure: bool = False
