@@ -7,7 +7,7 @@ Dispatch on ``modelops:cloud``:
 
 * ``azure`` (default): :func:`_deploy_azure` imports the Azure components
   lazily, then builds ContainerRegistry -> AksCluster -> DaskWorkspace and the
-  optional smoke test (:func:`_smoke_test`).
+  optional smoke test.
 * ``kubernetes``: :func:`_deploy_kubernetes` deploys the same DaskWorkspace
   on the cluster ``modelops:kubeconfig`` names, with the registry of
   ``modelops:kubernetes.registry``, and never imports ``pulumi_azure_native``.
@@ -18,12 +18,13 @@ Dispatch on ``modelops:cloud``:
 Stack outputs (Azure): ``acr_login_server``, ``registry_name``, ``registry_id``,
 ``resource_group_name``, ``cluster_name``, ``kubeconfig`` (secret),
 ``namespace``, ``scheduler_address``, ``dashboard_url``, ``worker_image`` (what the pods
-run, by digest unless overridden); plus
-``smoke_test_bundle_ref`` and ``smoke_test_result`` when the smoke test runs.
+run, by digest unless overridden).
 Stack outputs (kubernetes): ``acr_login_server`` (the registry's login server,
 under the name the Azure stack uses), ``namespace``, ``scheduler_address``,
-``dashboard_url``, ``worker_image`` and the smoke-test outputs. The kubeconfig and the registry
-password are never outputs.
+``dashboard_url``, ``worker_image``. The kubeconfig and the registry
+password are never outputs. Every stack, local too, adds the same smoke-test
+outputs when the test runs (:data:`~modelops_infra.infra.smoke.SMOKE_TEST_OUTPUTS`,
+wired by :func:`~modelops_infra.infra.smoke.add_smoke_test`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra.config import StackConfig, load_stack_config
 
 if TYPE_CHECKING:
-    from modelops_infra.infra.kubernetes.workspace import DaskWorkspace, RegistryCredentials
+    from modelops_infra.infra.kubernetes.workspace import DaskWorkspace
 
 __all__ = ["deploy", "main"]
 
@@ -73,27 +74,6 @@ def deploy(cfg: StackConfig) -> Mapping[str, Any] | None:
     if cfg.cloud == "kubernetes":
         return _deploy_kubernetes(cfg)
     return _deploy_azure(cfg)
-
-
-def _workspace_fields(cfg: StackConfig) -> dict[str, Any]:
-    """The DaskWorkspaceArgs fields every cluster takes from ``modelops:workspace``."""
-    ws = cfg.workspace
-    return {
-        "namespace": ws.namespace,
-        "workers": ws.workers,
-        "threads": ws.threads,
-        "cpu": ws.cpu,
-        "memory": ws.memory,
-        "scheduler_cpu": ws.scheduler.cpu,
-        "scheduler_memory": ws.scheduler.memory,
-        "image": ws.image,
-        "base_image": ws.base_image,
-        "extra_packages": ws.extra_packages,
-        "image_tag": ws.image_tag,
-        "bundle_repository": ws.bundle_repository,
-        "cache_size": ws.cache_size,
-        "autoscale": ws.autoscale,
-    }
 
 
 def _workspace_outputs(login_server: pulumi.Input[str], workspace: Any) -> dict[str, Any]:
@@ -140,26 +120,16 @@ def _deploy_kubernetes(cfg: StackConfig, *, image: pulumi.Input[str] | None = No
         )
 
     provider = k8s.Provider("modelops-k8s", kubeconfig=kubeconfig)
-    fields = _workspace_fields(cfg)
-    if image is not None:
-        fields["image"] = image
-    workspace = DaskWorkspace(
-        "dask",
-        DaskWorkspaceArgs(
-            provider=provider,
-            login_server=login_server,
-            registry_credentials=credentials,
-            registry_insecure=kube.registry.insecure,
-            **fields,
-        ),
-    )
-    outputs = _workspace_outputs(login_server, workspace)
-    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, credentials=credentials,
-                        insecure=kube.registry.insecure)
-    if smoke is not None:
-        outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
-        outputs["smoke_test_result"] = smoke.result
-    return outputs
+    workspace = DaskWorkspace("dask", DaskWorkspaceArgs.from_config(
+        cfg.workspace, provider=provider, login_server=login_server, registry_credentials=credentials,
+        registry_insecure=kube.registry.insecure, **({"image": image} if image is not None else {}),
+    ))
+    return {
+        **_workspace_outputs(login_server, workspace),
+        **_smoke_test(cfg, login_server, workspace, kubeconfig=kubeconfig, insecure=kube.registry.insecure,
+                      registry_username=credentials.username if credentials is not None else None,
+                      registry_password=credentials.password if credentials is not None else None),
+    }
 
 
 # --------------------------------------------------------------------------- local
@@ -207,49 +177,20 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         resource_group_name: pulumi.Input[str] = infra.require_output("resource_group_name")
     else:
         registry = ContainerRegistry(
-            "modelops",
-            ContainerRegistryArgs(
-                sku=cfg.registry.sku,
-                resource_group_name=cfg.registry.resource_group,
-                project=project,
-                stack=stack,
-                tags=tags,
-            ),
-        )
+            "modelops", ContainerRegistryArgs.from_config(cfg.registry, project=project, stack=stack, tags=tags))
         login_server = registry.login_server
         registry_id = registry.registry_id
         registry_name = registry.registry_name
         resource_group_name = registry.resource_group_name
 
-    aks_cfg = cfg.aks
-    cluster = AksCluster(
-        "modelops",
-        AksClusterArgs(
-            resource_group_name=resource_group_name,
-            registry_id=registry_id,
-            dns_prefix=aks_dns_prefix(project, stack),
-            kubernetes_version=aks_cfg.kubernetes_version,
-            system_vm_size=aks_cfg.system_pool.vm_size,
-            system_count=aks_cfg.system_pool.count,
-            worker_vm_size=aks_cfg.worker_pool.vm_size,
-            worker_min_count=aks_cfg.worker_pool.min_count,
-            worker_max_count=aks_cfg.worker_pool.max_count,
-            worker_os_disk_size_gb=aks_cfg.worker_pool.os_disk_size_gb,
-            tags=tags,
-        ),
-    )
-
-    workspace = DaskWorkspace(
-        "dask",
-        DaskWorkspaceArgs(
-            provider=cluster.provider,
-            login_server=login_server,
-            resource_group_name=resource_group_name,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            registry_id=registry_id,
-            **_workspace_fields(cfg),
-        ),
-    )
+    cluster = AksCluster("modelops", AksClusterArgs.from_config(
+        cfg.aks, resource_group_name=resource_group_name, registry_id=registry_id,
+        dns_prefix=aks_dns_prefix(project, stack), tags=tags,
+    ))
+    workspace = DaskWorkspace("dask", DaskWorkspaceArgs.from_config(
+        cfg.workspace, provider=cluster.provider, login_server=login_server,
+        resource_group_name=resource_group_name, oidc_issuer_url=cluster.oidc_issuer_url, registry_id=registry_id,
+    ))
 
     outputs: dict[str, Any] = {
         **_workspace_outputs(login_server, workspace),
@@ -259,51 +200,18 @@ def _deploy_azure(cfg: StackConfig) -> dict[str, Any]:
         "cluster_name": cluster.cluster_name,
         "kubeconfig": pulumi.Output.secret(cluster.kubeconfig),
     }
-    smoke = _smoke_test(cfg, login_server, workspace, kubeconfig=cluster.kubeconfig)
-    if smoke is not None:
-        outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
-        outputs["smoke_test_result"] = smoke.result
+    outputs.update(_smoke_test(cfg, login_server, workspace, kubeconfig=cluster.kubeconfig))
     return outputs
 
 
 def _smoke_test(
-    cfg: StackConfig,
-    login_server: pulumi.Input[str],
-    workspace: DaskWorkspace,
-    *,
-    kubeconfig: pulumi.Input[str] | None = None,
-    credentials: RegistryCredentials | None = None,
-    insecure: bool = False,
-) -> Any | None:
-    """Create the deploy-time ``BundleSmokeTest`` when ``modelops:smokeTest.enabled``.
+    cfg: StackConfig, login_server: pulumi.Input[str], workspace: DaskWorkspace, **endpoint: Any
+) -> dict[str, Any]:
+    """The smoke test of a cluster: through a port-forward to the workspace's scheduler Service."""
+    from modelops_infra.infra.smoke import add_smoke_test
 
-    Hook for :mod:`modelops_infra.infra.smoke` (imported only when enabled).
-    The test runs after the workspace exists and reaches the scheduler over a
-    port-forward through the Kubernetes API (kubeconfig, namespace, service),
-    never through a public endpoint; it pushes with ``credentials`` when the
-    registry needs them. Returns the resource, or ``None`` when disabled.
-    """
-    if not cfg.smoke_test.enabled:
-        logger.info("smoke test disabled by modelops:smokeTest.enabled")
-        return None
-    from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs, resolve_smoke_bundle
+    return add_smoke_test(cfg.smoke_test, login_server=login_server, repository=cfg.workspace.bundle_repository,
+                          namespace=workspace.namespace, scheduler_service=workspace.scheduler_service,
+                          depends_on=[workspace], **endpoint)
 
-    bundle, digest = resolve_smoke_bundle(cfg.smoke_test.bundle)
-    return BundleSmokeTest(
-        "smoke-test",
-        BundleSmokeTestArgs(
-            login_server=login_server,
-            bundle=bundle,
-            bundle_digest=digest,
-            repository=cfg.workspace.bundle_repository,
-            kubeconfig=kubeconfig,
-            namespace=workspace.namespace,
-            scheduler_service=workspace.scheduler_service,
-            registry_username=credentials.username if credentials is not None else None,
-            registry_password=credentials.password if credentials is not None else None,
-            insecure=insecure,
-            timeout=cfg.smoke_test.timeout,
-            triggers=list(cfg.smoke_test.triggers),
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[workspace]),
-    )
+

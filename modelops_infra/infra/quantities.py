@@ -18,6 +18,8 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from modelops_infra.errors import ConfigurationError
@@ -27,9 +29,11 @@ __all__ = [
     "CACHE_HEADROOM_FLOOR",
     "CACHE_HEADROOM_PERCENT",
     "CACHE_SIZE_MINIMUM",
+    "WorkerSizes",
     "bundle_cache_cap",
     "parse_cpu",
     "parse_memory",
+    "worker_sizes",
 ]
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -154,3 +158,36 @@ def bundle_cache_cap(value: object, *, key: str) -> int:
             key=key,
         )
     return cap
+
+
+@dataclass(frozen=True)
+class WorkerSizes:
+    """The numbers a Dask worker is sized by, derived from its container's quantities."""
+
+    #: ``--memory-limit``: the container's memory.
+    memory_bytes: int
+    #: ``--nthreads``: ``threads`` if given, else the whole cores of ``cpu`` (at least 1).
+    nthreads: int
+    #: ``MODELOPS_BUNDLE_CACHE_MAX_BYTES``: see :func:`bundle_cache_cap`.
+    cache_max_bytes: int
+
+
+def worker_sizes(*, cpu: object, memory: object, cache_size: object, threads: int | None,
+                 key: Callable[[str], str]) -> WorkerSizes:
+    """The one rule sizing a worker from ``cpu``, ``memory``, ``cache_size`` and ``threads`` (pure).
+
+    ``key(field)`` names a field in errors (a config key, or a component's argument).
+    Raises :class:`ConfigurationError` for a malformed quantity, a cache too small
+    for a cap, or ``threads`` below 1.
+
+    >>> worker_sizes(cpu="2500m", memory="4Gi", cache_size="2Gi", threads=None, key=str).nthreads
+    2
+    """
+    if threads is not None and threads < 1:
+        raise ConfigurationError(f"{key('threads')}: must be >= 1, got {threads}", key=key("threads"))
+    cpu_millis = parse_cpu(cpu, key=key("cpu"))
+    return WorkerSizes(
+        memory_bytes=parse_memory(memory, key=key("memory")),
+        nthreads=threads if threads is not None else max(1, cpu_millis // 1000),
+        cache_max_bytes=bundle_cache_cap(cache_size, key=key("cache_size")),
+    )

@@ -4,7 +4,8 @@ Pulumi's mock runtime is process-global; :func:`run_program` resets mocks and
 configuration on every call, so each scenario starts from nothing. The
 mocks answer like Azure would for what the program reads back: a registry's
 ``<name>.azurecr.io`` login server, the cluster's kubelet identity and OIDC
-issuer, a base64 kubeconfig from ``listManagedClusterUserCredentials``.
+issuer, a base64 kubeconfig from ``listManagedClusterUserCredentials``; and
+like the local services' providers for the local stack (loopback addresses).
 """
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ class AzureMocks(pulumi.runtime.Mocks):
             state.update(image_ref=f"{inputs['target']}@{WORKER_IMAGE_DIGEST}", digest=WORKER_IMAGE_DIGEST,
                          layer_digest="sha256:" + "cd" * 32, base_digest="sha256:" + "ef" * 32)
             return f"worker-image-{WORKER_IMAGE_DIGEST[7:23]}", state
+        if typ == "pulumi-python:dynamic/modelops:LocalRegistryProcess":  # as its provider's create answers
+            state["login_server"] = f"127.0.0.1:{int(inputs['port'])}"
+        if typ == "pulumi-python:dynamic/modelops:LocalDaskScheduler":
+            state.update(address=f"tcp://127.0.0.1:{int(inputs['port'])}",
+                         dashboard_url=f"http://127.0.0.1:{int(inputs['dashboard_port'])}/status")
         if typ.startswith("kubernetes:"):
             meta = inputs.get("metadata") or {}
             return f"{meta.get('namespace', '')}/{meta.get('name', args.name)}", state

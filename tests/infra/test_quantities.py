@@ -16,6 +16,7 @@ from modelops_infra.infra.quantities import (
     bundle_cache_cap,
     parse_cpu,
     parse_memory,
+    worker_sizes,
 )
 
 
@@ -129,3 +130,33 @@ def test_a_mebibyte_quantity_and_its_bytes_give_the_same_cap(mebibytes: int) -> 
 def test_every_size_below_the_minimum_is_refused(size: int) -> None:
     with pytest.raises(ConfigurationError, match="too small for the bundle cache"):
         bundle_cache_cap(size, key="k")
+
+
+def _sizes(cpu: str = "2", memory: str = "4Gi", cache_size: str = "10Gi", threads: int | None = None):
+    return worker_sizes(cpu=cpu, memory=memory, cache_size=cache_size, threads=threads,
+                        key=lambda field: f"DaskWorkspace 'w': {field}")
+
+
+@pytest.mark.parametrize(("cpu", "nthreads"), [("2500m", 2), ("500m", 1), ("1", 1), ("4", 4), ("1.5", 1)])
+def test_worker_threads_default_to_the_whole_cores_of_cpu_and_at_least_one(cpu: str, nthreads: int) -> None:
+    assert _sizes(cpu=cpu).nthreads == nthreads
+
+
+def test_worker_sizes_take_threads_as_given_and_derive_memory_and_the_cache_cap() -> None:
+    sizes = _sizes(cpu="4", memory="16Gi", cache_size="10Gi", threads=3)
+    assert (sizes.nthreads, sizes.memory_bytes, sizes.cache_max_bytes) == (3, 16 * 2**30, 8 * 2**30)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"threads": 0}, "DaskWorkspace 'w': threads: must be >= 1, got 0"),
+        ({"cpu": "two"}, "DaskWorkspace 'w': cpu: malformed CPU quantity 'two'"),
+        ({"memory": "8GB"}, "DaskWorkspace 'w': memory: malformed memory quantity '8GB'"),
+        ({"cache_size": "1Gi"}, "DaskWorkspace 'w': cache_size: '1Gi' is too small for the bundle cache"),
+    ],
+)
+def test_worker_sizes_name_the_field_at_fault(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        _sizes(**overrides)  # type: ignore[arg-type]
+    assert message in str(info.value), f"expected {message!r} in {str(info.value)!r}"

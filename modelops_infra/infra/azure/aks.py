@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,29 +13,46 @@ from pulumi_azure_native import containerservice
 
 from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra.azure.roles import acr_pull_assignment
+from modelops_infra.infra.config import AksConfig
 from modelops_infra.infra.kubernetes.specs import worker_node_selector, worker_pool_taint, worker_tolerations
 
 __all__ = ["AksCluster", "AksClusterArgs"]
 
 logger = logging.getLogger(__name__)
 
+#: The defaults of ``modelops:aks``, declared once in the config.
+_DEFAULTS = AksConfig()
+
 
 @dataclass
 class AksClusterArgs:
-    """Inputs of :class:`AksCluster`. ``registry_id`` is the ACR the kubelet may pull from."""
+    """Inputs of :class:`AksCluster`. ``registry_id`` is the ACR the kubelet may pull from.
+
+    The defaults are those of ``modelops:aks``; :meth:`from_config` takes all of it.
+    """
 
     resource_group_name: pulumi.Input[str]
     registry_id: pulumi.Input[str]
     dns_prefix: str
     location: pulumi.Input[str] | None = None
-    kubernetes_version: str | None = None
-    system_vm_size: str = "Standard_D2s_v5"
-    system_count: int = 1
-    worker_vm_size: str = "Standard_D4s_v5"
-    worker_min_count: int = 1
-    worker_max_count: int = 3
-    worker_os_disk_size_gb: int = 128
+    kubernetes_version: str | None = _DEFAULTS.kubernetes_version
+    system_vm_size: str = _DEFAULTS.system_pool.vm_size
+    system_count: int = _DEFAULTS.system_pool.count
+    worker_vm_size: str = _DEFAULTS.worker_pool.vm_size
+    worker_min_count: int = _DEFAULTS.worker_pool.min_count
+    worker_max_count: int = _DEFAULTS.worker_pool.max_count
+    worker_os_disk_size_gb: int = _DEFAULTS.worker_pool.os_disk_size_gb
     tags: dict[str, str] | None = field(default=None)
+
+    @classmethod
+    def from_config(cls, aks: AksConfig, **args: Any) -> AksClusterArgs:
+        """The Args of ``modelops:aks`` (``aks``), plus ``args`` (``resource_group_name``, ``registry_id``, ...)."""
+        system, worker = aks.system_pool, aks.worker_pool
+        return cls(**{
+            "kubernetes_version": aks.kubernetes_version, "system_vm_size": system.vm_size,
+            "system_count": system.count, "worker_vm_size": worker.vm_size, "worker_min_count": worker.min_count,
+            "worker_max_count": worker.max_count, "worker_os_disk_size_gb": worker.os_disk_size_gb, **args,
+        })
 
 
 def _decode_kubeconfig(encoded: str) -> str:

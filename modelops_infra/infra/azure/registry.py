@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import containerregistry, resources
 
 from modelops_infra.errors import ConfigurationError
-from modelops_infra.infra.config import REGISTRY_SKUS
+from modelops_infra.infra.config import REGISTRY_SKUS, RegistryConfig
 from modelops_infra.infra.naming import registry_name
 
 __all__ = ["ContainerRegistry", "ContainerRegistryArgs"]
@@ -24,15 +25,21 @@ class ContainerRegistryArgs:
 
     ``resource_group_name`` names an existing resource group to use; ``None``
     creates one. ``project`` and ``stack`` seed the registry's physical name
-    (they default to the running project and stack).
+    (they default to the running project and stack). The defaults are those of
+    ``modelops:registry``; :meth:`from_config` takes all of it.
     """
 
-    sku: str = "Standard"
-    resource_group_name: pulumi.Input[str] | None = None
+    sku: str = RegistryConfig().sku
+    resource_group_name: pulumi.Input[str] | None = RegistryConfig().resource_group
     location: pulumi.Input[str] | None = None
     project: str | None = None
     stack: str | None = None
     tags: dict[str, str] | None = None
+
+    @classmethod
+    def from_config(cls, registry: RegistryConfig, **args: Any) -> ContainerRegistryArgs:
+        """The Args of ``modelops:registry`` (``registry``), plus ``args`` (``project``, ``tags``, ...)."""
+        return cls(**{"sku": registry.sku, "resource_group_name": registry.resource_group, **args})
 
 
 class ContainerRegistry(pulumi.ComponentResource):

@@ -14,15 +14,15 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from modelops_infra.errors import ConfigurationError, ImageBuildError
-from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, DEFAULT_EXTRA_PACKAGES, AutoscaleConfig
+from modelops_infra.infra.config import AutoscaleConfig, WorkspaceConfig
 from modelops_infra.infra.kubernetes import specs
-from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_memory
+from modelops_infra.infra.quantities import WorkerSizes, parse_cpu, parse_memory, worker_sizes
 
 if TYPE_CHECKING:
     from modelops_infra.infra.image.provider import WorkerImage
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 WORKER_IMAGE_REPOSITORY = "modelops/dask-worker"
 #: The component's type token; every kind of cluster deploys this same component.
 WORKSPACE_TYPE = "modelops:infra:DaskWorkspace"
+#: The defaults of ``modelops:workspace``, declared once in the config; the Args take theirs from it.
+_DEFAULTS = WorkspaceConfig()
+_ArgsT = TypeVar("_ArgsT", bound="DaskWorkspaceArgs")
 
 
 @dataclass(frozen=True)
@@ -95,29 +98,45 @@ class DaskWorkspaceArgs:
     and the deploying machine reach by other means (AKS: the kubelet's AcrPull
     grant and workload identity; the deployer's Entra ID login for the push).
     ``identity=None`` adds no identity and lets workers run on any node.
+    The defaults are those of ``modelops:workspace``; :meth:`from_config` takes all of it.
     """
 
     provider: k8s.Provider
     login_server: pulumi.Input[str]
-    namespace: str = "modelops"
-    workers: int = 2
-    threads: int | None = None
-    cpu: str = "2"
-    memory: str = "8Gi"
-    scheduler_cpu: str = "1"
-    scheduler_memory: str = "2Gi"
-    image: pulumi.Input[str] | None = None
-    base_image: str = DEFAULT_BASE_IMAGE
-    extra_packages: tuple[str, ...] = DEFAULT_EXTRA_PACKAGES
+    namespace: str = _DEFAULTS.namespace
+    workers: int = _DEFAULTS.workers
+    threads: int | None = _DEFAULTS.threads
+    cpu: str = _DEFAULTS.cpu
+    memory: str = _DEFAULTS.memory
+    scheduler_cpu: str = _DEFAULTS.scheduler.cpu
+    scheduler_memory: str = _DEFAULTS.scheduler.memory
+    image: pulumi.Input[str] | None = _DEFAULTS.image
+    base_image: str = _DEFAULTS.base_image
+    extra_packages: tuple[str, ...] = _DEFAULTS.extra_packages
     checkout: str | None = None
-    image_tag: str = "latest"
-    bundle_repository: str = "modelops/bundles"
-    cache_size: str = "10Gi"
-    autoscale: AutoscaleConfig | None = None
+    image_tag: str = _DEFAULTS.image_tag
+    bundle_repository: str = _DEFAULTS.bundle_repository
+    cache_size: str = _DEFAULTS.cache_size
+    autoscale: AutoscaleConfig | None = _DEFAULTS.autoscale
     registry_credentials: RegistryCredentials | None = None
     #: Plain HTTP to the registry (``MODELOPS_BUNDLE_INSECURE``); loopback registries need no flag.
     registry_insecure: bool = False
     identity: WorkspaceIdentity | None = None
+
+    @classmethod
+    def from_config(cls: type[_ArgsT], ws: WorkspaceConfig, **args: Any) -> _ArgsT:
+        """The Args of ``modelops:workspace`` (``ws``), plus ``args`` (``provider``, ``login_server``, ...).
+
+        A key of ``args`` overrides the config's, e.g. ``image=`` a reference built elsewhere.
+        """
+        fields = {
+            "namespace": ws.namespace, "workers": ws.workers, "threads": ws.threads, "cpu": ws.cpu,
+            "memory": ws.memory, "scheduler_cpu": ws.scheduler.cpu, "scheduler_memory": ws.scheduler.memory,
+            "image": ws.image, "base_image": ws.base_image, "extra_packages": ws.extra_packages,
+            "image_tag": ws.image_tag, "bundle_repository": ws.bundle_repository, "cache_size": ws.cache_size,
+            "autoscale": ws.autoscale,
+        }
+        return cls(**{**fields, **args})
 
 
 class DaskWorkspace(pulumi.ComponentResource):
@@ -330,27 +349,19 @@ def _registry_secret(
     )
 
 
-@dataclass(frozen=True)
-class _Sizes:
-    memory_bytes: int
-    nthreads: int
-    cache_max_bytes: int
+def _validate(name: str, args: DaskWorkspaceArgs) -> WorkerSizes:
+    """Check the Args before any resource exists; return the numbers the workers are sized by.
 
-
-def _validate(name: str, args: DaskWorkspaceArgs) -> _Sizes:
-    """Check sizes before any resource exists; return the numbers the workers are sized by."""
+    Config-built Args were checked when the config was read (naming the config key);
+    these checks are for Args built by hand, and name the argument.
+    """
     where = f"DaskWorkspace {name!r}"
     if args.workers < 0:
         raise ConfigurationError(f"{where}: workers must be >= 0, got {args.workers}", key="workers")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigurationError(f"{where}: threads must be >= 1, got {args.threads}", key="threads")
     creds = args.registry_credentials
     if creds is not None and isinstance(creds.username, str) and not creds.username.strip():
         raise ConfigurationError(f"{where}: registry_credentials.username is empty", key="registry_credentials")
-    memory_bytes = parse_memory(args.memory, key=f"{where}: memory")
-    cpu_millis = parse_cpu(args.cpu, key=f"{where}: cpu")
     parse_memory(args.scheduler_memory, key=f"{where}: scheduler_memory")
     parse_cpu(args.scheduler_cpu, key=f"{where}: scheduler_cpu")
-    cache_max_bytes = bundle_cache_cap(args.cache_size, key=f"{where}: cache_size")
-    nthreads = args.threads if args.threads is not None else max(1, cpu_millis // 1000)
-    return _Sizes(memory_bytes=memory_bytes, nthreads=nthreads, cache_max_bytes=cache_max_bytes)
+    return worker_sizes(cpu=args.cpu, memory=args.memory, cache_size=args.cache_size, threads=args.threads,
+                        key=lambda field: f"{where}: {field}")

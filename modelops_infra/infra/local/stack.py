@@ -3,7 +3,7 @@
 * :class:`LocalRegistry` -- the distribution registry on ``127.0.0.1:<registryPort>``;
 * :class:`LocalDaskWorkspace` -- ``dask scheduler`` + N ``dask worker --preload modelops_infra.worker``
   with ``MODELOPS_BUNDLE_REGISTRY`` from the registry's ``login_server`` output;
-* ``BundleSmokeTest`` against both, after the workers exist.
+* the smoke test (:func:`~modelops_infra.infra.smoke.add_smoke_test`) against both, after the workers exist.
 
 State lives under ``<project>/.modelops/local``: registry data in
 ``registry/<stack>``, Dask data (bundle cache) in ``dask/<stack>``, logs in
@@ -20,6 +20,7 @@ import pulumi
 from modelops_infra.infra.config import StackConfig
 from modelops_infra.infra.local.registry import LocalRegistry, LocalRegistryArgs
 from modelops_infra.infra.local.workspace import LocalDaskWorkspace, LocalDaskWorkspaceArgs
+from modelops_infra.infra.smoke import add_smoke_test
 
 __all__ = ["deploy_local", "local_paths"]
 
@@ -32,29 +33,18 @@ def local_paths(project_dir: Path, stack: str) -> dict[str, Path]:
 
 def deploy_local(cfg: StackConfig) -> dict[str, Any]:
     paths = local_paths(Path.cwd(), pulumi.get_stack())
-    local = cfg.local
     registry = LocalRegistry("registry", LocalRegistryArgs(
-        port=local.registry_port, data_dir=str(paths["registry"]), log_dir=str(paths["logs"])))
-    workspace = LocalDaskWorkspace("dask", LocalDaskWorkspaceArgs(
-        login_server=registry.login_server, scheduler_port=local.scheduler_port,
-        dashboard_port=local.dashboard_port, workers=local.workers, data_dir=str(paths["dask"]),
-        log_dir=str(paths["logs"]), repository=cfg.workspace.bundle_repository))
+        port=cfg.local.registry_port, data_dir=str(paths["registry"]), log_dir=str(paths["logs"])))
+    workspace = LocalDaskWorkspace("dask", LocalDaskWorkspaceArgs.from_config(
+        cfg.local, login_server=registry.login_server, data_dir=str(paths["dask"]), log_dir=str(paths["logs"]),
+        repository=cfg.workspace.bundle_repository))
     outputs: dict[str, Any] = {
         "acr_login_server": registry.login_server,
         "scheduler_address": workspace.scheduler_address,
         "dashboard_url": workspace.dashboard_url,
         "logs_dir": str(paths["logs"]),
     }
-    if cfg.smoke_test.enabled:
-        from modelops_infra.infra.smoke import BundleSmokeTest, BundleSmokeTestArgs, resolve_smoke_bundle
-
-        bundle, digest = resolve_smoke_bundle(cfg.smoke_test.bundle)
-        smoke = BundleSmokeTest("smoke-test", BundleSmokeTestArgs(
-            login_server=registry.login_server, bundle=bundle, bundle_digest=digest,
-            repository=cfg.workspace.bundle_repository, scheduler_address=workspace.scheduler_address,
-            timeout=cfg.smoke_test.timeout, triggers=list(cfg.smoke_test.triggers),
-        ), opts=pulumi.ResourceOptions(depends_on=[workspace]))
-        outputs["smoke_test_bundle_ref"] = smoke.bundle_ref
-        outputs["smoke_test_result"] = smoke.result
-        outputs["smoke_test_timings"] = smoke.timings
+    outputs.update(add_smoke_test(
+        cfg.smoke_test, login_server=registry.login_server, repository=cfg.workspace.bundle_repository,
+        scheduler_address=workspace.scheduler_address, depends_on=[workspace]))
     return outputs

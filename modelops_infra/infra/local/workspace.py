@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, Resource
 
+from modelops_infra.infra.config import LocalConfig, WorkspaceConfig
 from modelops_infra.infra.local._environment import service_env
 from modelops_infra.infra.local._processes import ProcessHandle, port_in_use, spawn_detached, tail, wait_until
 from modelops_infra.infra.local._provider import ServiceProvider
@@ -94,7 +95,8 @@ class WorkersProvider(ServiceProvider):
     def validate(self, props: dict[str, Any]) -> list[CheckFailure]:
         count = props.get("count")
         if not isinstance(count, (int, float)) or int(count) < 1:
-            return [CheckFailure("count", f"modelops:local.workers must be >= 1 here, got {count!r}")]
+            # As the config says (LocalConfig.workers): a stack of no processes has nothing to watch.
+            return [CheckFailure("count", f"modelops:local.workers must be >= 1, got {count!r}")]
         return []
 
     def start(self, props: dict[str, Any]) -> tuple[list[ProcessHandle], dict[str, Any]]:
@@ -152,7 +154,13 @@ class LocalDaskWorkspaceArgs:
     log_dir: str
     threads: int = 1
     memory: str = "2GiB"
-    repository: str = "modelops/bundles"
+    repository: str = WorkspaceConfig().bundle_repository
+
+    @classmethod
+    def from_config(cls, local: LocalConfig, **args: Any) -> LocalDaskWorkspaceArgs:
+        """The Args of ``modelops:local`` (``local``), plus ``args`` (``login_server``, ``data_dir``, ...)."""
+        return cls(**{"scheduler_port": local.scheduler_port, "dashboard_port": local.dashboard_port,
+                      "workers": local.workers, **args})
 
 
 class LocalDaskWorkspace(pulumi.ComponentResource):

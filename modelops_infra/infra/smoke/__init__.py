@@ -7,9 +7,17 @@ from pathlib import Path
 import pulumi
 
 from modelops_infra.errors import BundleValidationError, ConfigurationError
+from modelops_infra.infra.smoke._wiring import SMOKE_TEST_OUTPUTS, add_smoke_test
 from modelops_infra.infra.smoke.provider import BundleSmokeTest, BundleSmokeTestArgs, BundleSmokeTestProvider
 
-__all__ = ["BundleSmokeTest", "BundleSmokeTestArgs", "BundleSmokeTestProvider", "resolve_smoke_bundle"]
+__all__ = [
+    "SMOKE_TEST_OUTPUTS",
+    "BundleSmokeTest",
+    "BundleSmokeTestArgs",
+    "BundleSmokeTestProvider",
+    "add_smoke_test",
+    "resolve_smoke_bundle",
+]
 
 
 def resolve_smoke_bundle(bundle: str | None) -> tuple[str, str]:
