@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from modelops_infra.bundles import builtin_bundle_path
-from modelops_infra.infra.local._processes import ProcessHandle, port_in_use
+from modelops_infra.infra.local._processes import ProcessHandle, port_in_use, wait_until
 from tests.services import wheelhouse_dir
 
 pytestmark = pytest.mark.engine
@@ -158,6 +158,6 @@ def test_destroy_leaves_no_process_and_no_port(local_stack):
     local_stack.run("destroy", "--yes", "--skip-preview")
     assert not any(h.alive() for h in pids), "destroy must stop every process"
     for port in local_stack.ports.values():
-        assert not port_in_use(port), f"port {port} still bound after destroy"
+        assert wait_until(lambda p=port: not port_in_use(p), timeout=5), f"port {port} still bound after destroy"
     data = Path(local_stack.dir) / ".modelops" / "local"
     assert not any((data / "registry").iterdir()) and not any((data / "dask").iterdir())
