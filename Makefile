@@ -85,7 +85,7 @@ setup: venv registry pulumi
 
 # Lint and types run first in make test, so a regression fails CI before the slow tests.
 lint: venv
-	$(VENV)/bin/ruff check modelops_infra tests benchmarks
+	$(VENV)/bin/ruff check modelops_infra tests benchmarks harness
 	$(PY) -m mypy modelops_infra
 
 test: setup lint interop-tools wheelhouse container-tools

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks._result import Result
-from tests.services import free_port
+from harness.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from distributed import Client
 
 from benchmarks._result import Result
+from harness.services import PackageIndex, Registry, start_dask, start_package_index, start_registry, wheelhouse_dir
 from modelops_infra.bundles import (
     BuildOptions,
     BundleCache,
@@ -37,7 +38,6 @@ from modelops_infra.bundles import (
 from modelops_infra.bundles._envbuild import uv_binary
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.worker import BundleRuntime
-from tests.services import PackageIndex, Registry, start_dask, start_package_index, start_registry, wheelhouse_dir
 
 TINY = "import six\n\ndef tiny(params, seed):\n    return {'x': params['x'] * 2, 'seed': seed}\n"
 NUMPY_MODEL = "import numpy\n\ndef run(params, seed):\n    return {'sum': float(numpy.arange(10).sum())}\n"

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 from benchmarks._result import Result
+from harness.images import base_rootfs_tar, push_rootfs_image, start_dockerd
+from harness.services import REPO_ROOT, start_package_index, start_registry
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.bundles._envbuild import platform_tags, uv_binary
 from modelops_infra.infra.image import WorkerInstall, build_worker_image, checkout_files
 from modelops_infra.infra.image._venv import PYTHON_PLATFORM
-from tests.image.services import base_rootfs_tar, push_rootfs_image, start_dockerd
-from tests.services import REPO_ROOT, start_package_index, start_registry
 
 EXTRA_PACKAGES = ("bokeh>=3.1",)
 BUILD_BACKEND = ("setuptools>=77", "wheel")

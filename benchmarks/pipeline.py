@@ -20,10 +20,10 @@ from typing import Any
 from distributed import Client
 
 from benchmarks._result import Result
+from harness.services import Registry, start_dask, start_registry
 from modelops_infra.bundles import BundleCache, RegistryClient, push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.worker import fetch_bundle_task
-from tests.services import Registry, start_dask, start_registry
 
 TINY_SOURCE = "def tiny(params, seed):\n    return {'x': params['x'] * 2, 'seed': seed}\n"
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import netns  # noqa: F401  (a fixture for the tests that need a namespace)
-from tests.services import (
+from harness.services import (
     DaskCluster,
     PackageIndex,
     Registry,
@@ -19,6 +18,7 @@ from tests.services import (
     start_test_cluster,
     wheelhouse_dir,
 )
+from tests.netns import netns  # noqa: F401  (a fixture for the tests that need a namespace)
 
 
 @pytest.hookimpl(hookwrapper=True)

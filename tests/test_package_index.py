@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.services import PackageIndex, installer_env, start_package_index, uv_binary, wheelhouse_dir
+from harness.services import PackageIndex, installer_env, start_package_index, uv_binary, wheelhouse_dir
 
 
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.services import Registry
 from modelops_infra.bundles import BundleCache, RegistryClient
-from tests.services import Registry
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from harness.services import Registry
 from modelops_infra.bundles import (
     ARTIFACT_TYPE,
     CODE_LAYER_MEDIA_TYPE,
@@ -20,7 +21,6 @@ from modelops_infra.bundles import (
     RegistryClient,
     digest_bytes,
 )
-from tests.services import Registry
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 

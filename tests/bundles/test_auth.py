@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.services import Registry, start_registry, write_htpasswd
 from modelops_infra.bundles import BasicCredentials, BundleCache, RegistryClient, pack_bundle, push_packed
 from modelops_infra.errors import ConfigurationError, RegistryAuthError
 from tests.bundles.helpers import count
-from tests.services import Registry, start_registry, write_htpasswd
 
 USER, PASSWORD = "alice", "correct-horse-battery-staple-42"
 WRONG = "wrong-password-do-not-echo-9731"

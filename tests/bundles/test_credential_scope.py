@@ -18,6 +18,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from harness.services import Registry, start_registry, write_htpasswd
 from modelops_infra.bundles import (
     CONFIG_MEDIA_TYPE,
     BasicCredentials,
@@ -28,7 +29,6 @@ from modelops_infra.bundles import (
 )
 from modelops_infra.errors import IntegrityError, RegistryAuthError, RegistryError
 from tests.bundles.hostile import FakeServer, Handler, fake_server, session_resolving
-from tests.services import Registry, start_registry, write_htpasswd
 
 USER, PASSWORD = "carol", "scoped-password-never-leaves-1"
 CREDS = BasicCredentials(USER, PASSWORD)

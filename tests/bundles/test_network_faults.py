@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.services import registry_binary, stop
 from modelops_infra.bundles import BundleCache, BundleSettings, RegistryClient, push_bundle
 from modelops_infra.errors import RegistryUnavailableError
 from tests.netns import Namespace
-from tests.services import registry_binary, stop
 
 
 @pytest.fixture

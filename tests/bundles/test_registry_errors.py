@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from harness.services import free_port
 from modelops_infra.bundles import BundleCache, RegistryClient, pack_bundle, push_packed
 from modelops_infra.errors import RegistryNotFoundError, RegistryUnavailableError
 from tests.bundles.helpers import count, staging_dirs
-from tests.services import free_port
 
 
 def test_a_registry_that_is_down_fails_fast_with_a_clear_error():

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from harness.services import free_port, start_dask
 from modelops_infra.bundles import pack_bundle, push_bundle
 from modelops_infra.client._smoketest import STAGES, run_smoke_test
 from modelops_infra.errors import SmokeTestError
-from tests.services import free_port, start_dask
 
 
 def test_a_pass_times_every_stage_and_names_the_worker(cluster, registry) -> None:
@@ -81,8 +81,8 @@ def test_a_bundle_that_changed_since_planning_fails_at_pack(registry) -> None:
 
 
 def test_explicit_registry_credentials_are_used_for_the_push(tmp_path) -> None:
+    from harness.services import start_registry, write_htpasswd
     from modelops_infra.bundles import BasicCredentials
-    from tests.services import start_registry, write_htpasswd
 
     secured = start_registry(tmp_path / "auth", htpasswd=write_htpasswd(tmp_path / "htpasswd", {"ci": "s3cret"}))
     try:

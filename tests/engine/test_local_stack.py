@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.services import wheelhouse_dir
 from modelops_infra.bundles import builtin_bundle_path
 from modelops_infra.infra.local._processes import ProcessHandle, port_in_use, wait_until
-from tests.services import wheelhouse_dir
 
 pytestmark = pytest.mark.engine
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from harness.services import free_port
 from tests.engine.conftest import make_project
-from tests.services import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -95,7 +95,7 @@ def test_an_unreachable_scheduler_fails_the_deploy_at_connect(tmp_path, registry
 
 
 def test_a_scheduler_without_workers_fails_the_deploy_at_workers_within_the_timeout(tmp_path, registry):
-    from tests.services import start_dask
+    from harness.services import start_dask
 
     empty = start_dask(tmp_path / "dask", workers=0)
     try:

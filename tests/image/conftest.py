@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.images import Dockerd, PushedImage, base_rootfs_tar, push_rootfs_image, start_dockerd
+from harness.services import REPO_ROOT, Registry
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.infra.image import BuiltImage, WorkerInstall, build_worker_image
-from tests.image.services import Dockerd, PushedImage, base_rootfs_tar, push_rootfs_image, start_dockerd
-from tests.services import REPO_ROOT, Registry
 
 #: What a stack installs by default besides the checkout (as docker/worker.Dockerfile does).
 EXTRA_PACKAGES = ("bokeh>=3.1",)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.images import PushedImage, image_json, push_index, push_tiny_image
+from harness.services import Registry, free_port
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.errors import ImageBuildError
 from modelops_infra.infra.image import BuiltImage, WorkerInstall, build_worker_image
 from tests.image.conftest import EXTRA_PACKAGES, WORKER_REPOSITORY
-from tests.image.services import PushedImage, image_json, push_index, push_tiny_image
-from tests.services import Registry, free_port
 
 
 def _blob_puts(registry: Registry) -> int:

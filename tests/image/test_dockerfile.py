@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.images import Dockerd
+from harness.services import REPO_ROOT, start_package_index
 from modelops_infra.bundles._envbuild import platform_tags
-from tests.image.services import Dockerd
-from tests.services import REPO_ROOT, start_package_index
 
 #: Prints the venv's distributions as a sorted JSON list of "name==version" (names normalised).
 LIST_PACKAGES = ("import importlib.metadata as m, json, re; "

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import requests
 
+from harness.images import Dockerd, wait_for
+from harness.services import Registry, free_port
 from modelops_infra.client import run_smoke_test
 from modelops_infra.infra.kubernetes import specs
 from modelops_infra.infra.quantities import bundle_cache_cap, parse_memory
 from tests.image.pods import docker_run_argv
-from tests.image.services import Dockerd, wait_for
-from tests.services import Registry, free_port
 
 WORKER_MEMORY = "2Gi"
 EMPTY_DIRS = (specs.TMP_DIR, specs.BUNDLE_CACHE_DIR)

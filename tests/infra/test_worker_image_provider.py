@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
+from harness.images import PushedImage, push_tiny_image
+from harness.services import REPO_ROOT, Registry, free_port
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.infra.image import WorkerInstall
 from modelops_infra.infra.image.provider import REBUILD_KEYS, WorkerImageProvider, _client_factory, _target_credentials
-from tests.image.services import PushedImage, push_tiny_image
-from tests.services import REPO_ROOT, Registry, free_port
 
 PYTHON = "%d.%d" % sys.version_info[:2]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.services import free_port
 from modelops_infra.infra.local._environment import service_env
 from modelops_infra.infra.local.registry import RegistryProcessProvider
 from modelops_infra.infra.local.workspace import SchedulerProvider, WorkersProvider, worker_env
-from tests.services import free_port
 
 SECRETS = {
     "PULUMI_CONFIG_PASSPHRASE": "passphrase-must-not-leak",

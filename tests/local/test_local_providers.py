@@ -9,13 +9,13 @@ import time
 import pytest
 import requests
 
+from harness.services import free_port
 from modelops_infra.bundles import builtin_bundle_path, pack_bundle
 from modelops_infra.errors import SmokeTestError
 from modelops_infra.infra.local._processes import ProcessHandle, port_in_use, wait_until
 from modelops_infra.infra.local.registry import RegistryProcessProvider
 from modelops_infra.infra.local.workspace import SchedulerProvider, WorkersProvider, worker_env
 from modelops_infra.infra.smoke.provider import BundleSmokeTestProvider
-from tests.services import free_port
 
 
 def _handles(outs):

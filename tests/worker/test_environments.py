@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
+from harness.services import registry_binary, start_test_cluster, stop
 from modelops_infra.bundles import (
     BuildOptions,
     BundleCache,
@@ -31,7 +32,6 @@ from modelops_infra.client import DaskSimulationService, SimTask
 from modelops_infra.errors import BundleRunError, IntegrityError, RequirementsError
 from modelops_infra.worker import BundleRuntime, run_sim_task
 from tests.netns import sh
-from tests.services import registry_binary, start_test_cluster, stop
 
 VERSION_SIM = """
     import importlib.metadata, os, sys

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
+from harness.services import start_dask
 from modelops_infra.bundles import push_bundle
 from modelops_infra.client import DaskSimulationService, SimTask, task_key
 from modelops_infra.errors import BundleRunError, ConfigurationError, RegistryNotFoundError
 from modelops_infra.worker import ModelOpsWorkerPlugin, run_sim_task
-from tests.services import start_dask
 
 
 @pytest.fixture

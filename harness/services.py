@@ -23,7 +23,9 @@ from pathlib import Path
 
 import requests
 
+from modelops_infra.infra.local._processes import ProcessHandle, spawn_detached, tail, wait_until
 from modelops_infra.infra.local.registry import REGISTRY_BINARIES, registry_config_yaml
+from modelops_infra.infra.local.workspace import scheduler_argv, worker_argv
 
 
 def free_port() -> int:
@@ -116,10 +118,12 @@ def write_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
 
 @dataclass
 class DaskCluster:
+    """A scheduler and workers started as the local stack starts them (same argv, detached processes)."""
+
     scheduler_address: str
     dashboard_port: int
     root: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
+    procs: list[ProcessHandle] = field(default_factory=list)
     worker_env: dict[str, str] = field(default_factory=dict)
 
     def logs(self) -> str:
@@ -134,10 +138,9 @@ class DaskCluster:
 
             with Client(self.scheduler_address, timeout=10, set_as_default=False) as client:
                 info = client.scheduler_info(n_workers=-1)["workers"]
-                parts.append("workers: " + ", ".join(f"{a} (pid {w.get('pid')}, {w.get('status')})"
-                                                     for a, w in info.items()))
+                parts.append("workers: " + ", ".join(f"{a} ({w.get('status')})" for a, w in info.items()))
                 parts.append(f"processing: {client.processing()}")
-                # a lambda is pickled by value: the scheduler cannot import tests/
+                # a lambda is pickled by value: the scheduler cannot import harness/
                 states = client.run_on_scheduler(lambda dask_scheduler: {
                     str(k): (t.state, t.processing_on.address if t.processing_on else None,
                              [w.address for w in t.who_has]) for k, t in dask_scheduler.tasks.items()})
@@ -145,52 +148,44 @@ class DaskCluster:
                 parts.append(f"call stacks: {client.call_stack()}")
         except Exception as exc:  # a diagnosis must not hide the failure it explains
             parts.append(f"(cluster state unavailable: {type(exc).__name__}: {exc})")
-        parts.append(f"procs: {[(p.pid, p.poll()) for p in self.procs]}")
+        parts.append(f"processes (pid, alive): {[(p.pid, p.alive()) for p in self.procs]}")
         parts.append(self.logs())
         return "\n".join(parts)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            stop(proc)
-
-
-def dask_bin(name: str = "dask") -> str:
-    return str(Path(sys.executable).with_name(name))
+            proc.stop()
 
 
 def start_dask(root: Path, *, workers: int = 1, nthreads: int = 2, worker_env: Mapping[str, str] | None = None,
-               preload: bool = True, nworkers_per_proc: int = 1) -> DaskCluster:
-    """Start ``dask scheduler`` and ``workers`` ``dask worker`` processes (each with ``--preload``)."""
+               preload: bool = True) -> DaskCluster:
+    """Start a scheduler and ``workers`` worker processes with the local stack's own argv
+    (:func:`scheduler_argv`, :func:`worker_argv`: ``--preload modelops_infra.worker`` unless
+    ``preload`` is false) as detached processes, and wait until every worker has joined."""
     root.mkdir(parents=True, exist_ok=True)
     port, dash = free_port(), free_port()
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", dash, root)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOPS_BUNDLE_")}
-    base_env["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"
-    with open(root / "scheduler.log", "wb") as out:
-        cluster.procs.append(subprocess.Popen(
-            [dask_bin(), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
-             f"127.0.0.1:{dash}", "--no-show"], stdout=out, stderr=subprocess.STDOUT, env=base_env,
-            start_new_session=True))
-    _wait(lambda: requests.get(f"http://127.0.0.1:{dash}/health", timeout=1).ok, 30, "dask scheduler",
-          cluster.procs[0], root / "scheduler.log")
-    env = dict(base_env)
-    env.update(worker_env or {})
+    scheduler = spawn_detached(scheduler_argv(port, dash), log=root / "scheduler.log", env=base_env)
+    cluster.procs.append(scheduler)
+    if not wait_until(lambda: requests.get(f"http://127.0.0.1:{dash}/health", timeout=1).ok, timeout=30,
+                      alive=scheduler):
+        cluster.stop()
+        raise RuntimeError(f"dask scheduler not ready within 30 s:\n{tail(root / 'scheduler.log', 40)}")
+    env = {**base_env, **(worker_env or {})}
     cluster.worker_env = dict(worker_env or {})
     for i in range(workers):
-        cmd = [dask_bin(), "worker", cluster.scheduler_address, "--nthreads", str(nthreads), "--nworkers",
-               str(nworkers_per_proc), "--no-dashboard", "--name", f"w{i}", "--local-directory", str(root / f"w{i}")]
-        if preload:
-            cmd += ["--preload", "modelops_infra.worker"]
-        with open(root / f"worker{i}.log", "wb") as out:
-            cluster.procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                  start_new_session=True))
+        argv = worker_argv(cluster.scheduler_address, f"w{i}", nthreads, "auto", str(root / f"w{i}"))
+        if not preload:  # for the tests that register the plugin from the client instead
+            at = argv.index("--preload")
+            del argv[at:at + 2]
+        cluster.procs.append(spawn_detached(argv, log=root / f"worker{i}.log", env=env))
     from distributed import Client
 
     with Client(cluster.scheduler_address, timeout=30) as client:
         deadline = time.monotonic() + 60
-        while len(client.scheduler_info(n_workers=-1)["workers"]) < workers * nworkers_per_proc:
-            dead = [p for p in cluster.procs if p.poll() is not None]
-            if dead or time.monotonic() > deadline:
+        while len(client.scheduler_info(n_workers=-1)["workers"]) < workers:
+            if not all(p.alive() for p in cluster.procs) or time.monotonic() > deadline:
                 cluster.stop()
                 raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}")
             time.sleep(0.1)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.services import REPO_ROOT
 from modelops_infra.bundles import BlobSource, Descriptor, RegistryClient, digest_bytes
 from modelops_infra.bundles._oci import canonical_json
 from modelops_infra.infra.image._manifests import (
@@ -38,7 +39,6 @@ from modelops_infra.infra.image._manifests import (
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
 )
-from tests.services import REPO_ROOT
 
 BASE_ROOTFS_FILE = REPO_ROOT / ".modelops" / "base-rootfs"
 DEBIAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
