@@ -104,7 +104,7 @@ def _project(root: Path, name: str, resource: str) -> Path:
     root.mkdir(parents=True)
     (root / "Pulumi.yaml").write_text(f"name: {name}\nruntime:\n  name: python\n  options:\n"
                                       f"    virtualenv: {REPO_ROOT / '.venv'}\n")
-    imports = "from modelops_infra.infra.image import WorkerImage, WorkerImageArgs" if resource else ""
+    imports = "from modelops_infra.infra.image.provider import WorkerImage, WorkerImageArgs" if resource else ""
     (root / "__main__.py").write_text(_PROGRAM.format(imports=imports, resource=resource))
     return root
 
