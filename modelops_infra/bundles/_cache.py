@@ -526,7 +526,6 @@ class BundleCache:
             for layer in layout.layers:
                 desc = layer.descriptor
                 entry = desc.annotations.get("org.opencontainers.image.title") or desc.digest
-                budget.charge(0, entry)
                 if desc.size > self.max_extract_bytes:
                     raise UnsafeArchiveError(f"refused entry {entry!r}: {desc.size} bytes exceeds the extraction"
                                              f" limit of {self.max_extract_bytes} bytes", entry=entry)

@@ -31,7 +31,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -518,11 +518,6 @@ class RegistryClient:
                                  " sha256:<64 lowercase hex>", digest=digest)
         return self.request("GET", f"/v2/{repository}/blobs/{digest}", repository=repository,
                             what=f"blob {repository}@{digest}", stream=True)
-
-    def iter_blob(self, repository: str, digest: str, size: int | None = None) -> Iterator[bytes]:
-        """Stream a blob's bytes *unverified*; callers use :meth:`download_blob` instead."""
-        with self._blob_response(repository, digest) as resp:
-            yield from resp.iter_content(_CHUNK)
 
     def download_deadline(self, size: int) -> float:
         """Seconds a ``size``-byte download may take in all: ``timeout`` plus ``size`` at :attr:`min_rate`."""

@@ -45,10 +45,6 @@ __all__ = ["deploy", "main"]
 
 logger = logging.getLogger(__name__)
 
-#: Outputs a stack named by ``modelops:infraStack`` must export for the two-stack layout.
-INFRA_STACK_OUTPUTS = ("acr_login_server", "registry_id", "registry_name", "resource_group_name")
-
-
 def main() -> None:
     """Entry point for ``__main__.py``: load config, deploy, export the outputs.
 

@@ -44,6 +44,8 @@ class ModelOpsWorkerPlugin(WorkerPlugin):
             nthreads = getattr(getattr(worker, "state", None), "nthreads", None) or getattr(worker, "nthreads", 1)
             self.runtime = BundleRuntime(self._settings or BundleSettings.from_env(), threads=int(nthreads or 1))
         except ModelOpsError as exc:
+            # Dask stores the plugin in worker.plugins before it calls setup, so even after this raise
+            # _runtime() finds the plugin and fails every task with this error instead of "not loaded".
             self.setup_error = exc
             raise
         log.info("modelops bundle runtime ready: registry=%s cache=%s", self.runtime.settings.registry,

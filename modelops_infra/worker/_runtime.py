@@ -16,7 +16,6 @@ Where a task runs:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import threading
@@ -44,7 +43,6 @@ from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_en
 
 __all__ = ["BundleRuntime"]
 
-log = logging.getLogger(__name__)
 #: a failed environment build is remembered this long, then tried again (the index may have been down)
 _FAILED_BUILD_MEMORY = 60.0
 #: besides the install itself: uv venv and uv export, each bounded at 300 s

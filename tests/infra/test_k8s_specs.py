@@ -23,7 +23,6 @@ def test_names_derive_from_the_workspace_name() -> None:
     assert NAMES.scheduler == NAMES.scheduler_service == "dask-scheduler"
     assert NAMES.workers == "dask-workers"
     assert NAMES.service_account == "dask-sa"
-    assert specs.scheduler_address(NAMES) == "tcp://dask-scheduler.modelops.svc.cluster.local:8786"
     assert NAMES.registry_secret == "dask-registry"
     assert federated_subject(NAMES) == "system:serviceaccount:modelops:dask-sa"
 

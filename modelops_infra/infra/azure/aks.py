@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,6 @@ from modelops_infra.infra.kubernetes.specs import worker_node_selector, worker_p
 
 __all__ = ["AksCluster", "AksClusterArgs"]
 
-logger = logging.getLogger(__name__)
 
 #: The defaults of ``modelops:aks``, declared once in the config.
 _DEFAULTS = AksConfig()

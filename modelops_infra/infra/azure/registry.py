@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ from modelops_infra.infra.naming import registry_name
 
 __all__ = ["ContainerRegistry", "ContainerRegistryArgs"]
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -10,7 +10,6 @@ ServiceAccount, its AcrPull grant, and the pods' workload-identity settings
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 
 import pulumi
@@ -27,7 +26,6 @@ from modelops_infra.infra.kubernetes import workspace as kube
 
 __all__ = ["AksWorkloadIdentity", "DaskWorkspace", "DaskWorkspaceArgs", "WORKER_IMAGE_REPOSITORY"]
 
-logger = logging.getLogger(__name__)
 
 WORKER_IMAGE_REPOSITORY = kube.WORKER_IMAGE_REPOSITORY
 

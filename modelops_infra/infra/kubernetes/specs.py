@@ -57,7 +57,6 @@ __all__ = [
     "network_policy_specs",
     "pod_labels",
     "pod_security_context",
-    "scheduler_address",
     "scheduler_command",
     "scheduler_deployment_spec",
     "scheduler_pdb_spec",
@@ -169,11 +168,6 @@ def service_account_metadata(names: WorkspaceNames, namespace: Any, access: PodA
     if access is not None and access.service_account_annotations:
         metadata["annotations"] = dict(access.service_account_annotations)
     return metadata
-
-
-def scheduler_address(names: WorkspaceNames) -> str:
-    """The in-cluster address of the scheduler, ``tcp://<svc>.<ns>.svc.cluster.local:8786``."""
-    return f"tcp://{names.scheduler_service}.{names.namespace}.svc.cluster.local:{SCHEDULER_PORT}"
 
 
 # --------------------------------------------------------------------------- node pool placement

@@ -11,7 +11,6 @@ of the workspace (:class:`RegistryCredentials`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -36,7 +35,6 @@ __all__ = [
     "WorkspaceIdentity",
 ]
 
-logger = logging.getLogger(__name__)
 
 WORKER_IMAGE_REPOSITORY = "modelops/dask-worker"
 #: The component's type token; every kind of cluster deploys this same component.
