@@ -230,25 +230,88 @@ def platform_tags(platform: str) -> list[str]:
     return tags
 
 
+_HASH_OPTION = re.compile(r"--hash[= ](\S+)")
+
+
+def uv_platform(platform: str) -> str:
+    """uv's ``--python-platform`` name of a wheel platform tag (pure): ``manylinux_2_28_x86_64`` ->
+    ``x86_64-manylinux_2_28``. Other names pass through unchanged (uv also knows ``linux``, ``macos``)."""
+    match = _MANYLINUX.match(platform)
+    return f"{match.group(3)}-manylinux_{match.group(1)}_{match.group(2)}" if match else platform
+
+
+def _hashes_by_name(text: str) -> dict[str, list[str]]:
+    """``--hash`` options of each requirement in a requirements file, by canonical name (pure)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    out: dict[str, list[str]] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        hashes = _HASH_OPTION.findall(line)
+        if not hashes or line.startswith("-"):
+            continue
+        try:
+            name = canonicalize_name(Requirement(line.split("--hash", 1)[0].strip()).name)
+        except InvalidRequirement:
+            continue
+        out.setdefault(name, []).extend(hashes)
+    return out
+
+
+def target_requirements(requirements: Path, work: Path, *, python_version: str, platform: str,
+                        env: Mapping[str, str]) -> Path:
+    """Resolve ``requirements`` for the workers with ``uv pip compile`` and return the pinned file.
+
+    Markers (``python_version``, ``sys_platform``, ``platform_machine``) are
+    evaluated for the workers' Python and platform, not for this host, which
+    ``pip download --platform`` alone would do. The file's ``--hash`` options are
+    carried over to the pins, so the download still checks them.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    compiled = work / "target-pins.txt"
+    _run([uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header", "--no-annotate",
+          "--only-binary", ":all:", "--python-version", python_version, "--python-platform", uv_platform(platform),
+          "-o", str(compiled), str(requirements)],
+         work=work, what=f"resolving {requirements.name} for CPython {python_version} on {platform}", timeout=600,
+         env=env)
+    hashes = _hashes_by_name(requirements.read_text(encoding="utf-8"))
+    lines = []
+    for line in compiled.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name = canonicalize_name(Requirement(line).name)
+        lines.append(line + "".join(f" --hash={h}" for h in hashes.get(name, ())))
+    out = work / "target-requirements.txt"
+    out.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    return out
+
+
 def download_wheels(spec: EnvironmentSpec, dest: Path, work: Path, *, python_version: str,
                     platform: str = "manylinux_2_28_x86_64", index_url: str | None = None) -> list[Path]:
     """Resolve ``spec`` for the workers' platform and download one wheel per distribution into ``dest``.
 
-    Uses ``pip download --only-binary=:all:`` with the workers' Python version,
-    implementation (CPython) and platform, so it is right whichever host runs
-    it. Raises :class:`RequirementsError` naming the requirement that has no
-    wheel for that target.
+    The resolution is uv's, for the workers' Python version and platform
+    (:func:`target_requirements`); the download is ``pip download --no-deps
+    --only-binary=:all:`` of those pins with the same target, so it is right
+    whichever host runs it. Raises :class:`RequirementsError` naming the
+    requirement that has no wheel for that target, or a hash that does not match.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    requirements = install_text(spec, work / "req", pins_only=True)
-    abi = "cp" + python_version.replace(".", "")
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest),
-            *(arg for tag in platform_tags(platform) for arg in ("--platform", tag)),
-            "--python-version", python_version, "--implementation", "cp", "--abi", abi,
-            "--abi", "abi3", "--abi", "none", "-r", str(requirements)]
     env = _tool_env(work)
     if index_url:  # through the environment, so credentials in it never show in a process list
         env["PIP_INDEX_URL"] = index_url
+        env["UV_DEFAULT_INDEX"] = index_url
+    requirements = target_requirements(install_text(spec, work / "req", pins_only=True), work,
+                                       python_version=python_version, platform=platform, env=env)
+    abi = "cp" + python_version.replace(".", "")
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+            "--dest", str(dest), *(arg for tag in platform_tags(platform) for arg in ("--platform", tag)),
+            "--python-version", python_version, "--implementation", "cp", "--abi", abi,
+            "--abi", "abi3", "--abi", "none", "-r", str(requirements)]
     _run(argv, work=work, what=f"downloading wheels of {spec.source} for CPython {python_version} on {platform}",
          timeout=1800, env=env)
     wheels = sorted(dest.glob("*.whl"))
