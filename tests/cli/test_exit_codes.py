@@ -25,7 +25,7 @@ from modelops_infra.errors import (
 
 @pytest.mark.parametrize(("exc", "code"), [
     (BundleValidationError("x"), ExitCode.FAILURE),
-    (SmokeTestError("run: boom", stage="run"), ExitCode.FAILURE),
+    (SmokeTestError("boom", stage="run"), ExitCode.FAILURE),
     (ReferenceError_("x"), ExitCode.USAGE),
     (ConfigurationError("x"), ExitCode.CONFIG),
     (RegistryError("x"), ExitCode.REGISTRY),

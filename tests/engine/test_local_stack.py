@@ -82,7 +82,7 @@ def test_a_raising_entrypoint_fails_up_naming_the_run_stage(local_stack, tmp_pat
     result = local_stack.up(check=False)
     text = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "stage 'run': run: entrypoint sim:run of bundle sha256:" in text
+    assert "SmokeTestError: run: entrypoint sim:run of bundle sha256:" in text, text[-3000:]
     assert "RuntimeError: boom from the bundle" in text
     # Nothing half-created blocks the next up: point back at a good bundle and it passes.
     local_stack.config("modelops:smokeTest.bundle", str(builtin_bundle_path()))
