@@ -44,7 +44,7 @@ def test_smoke_test_result_is_the_builtin_bundles_result(local_stack):
     assert outs["smoke_test_result"]["echo"] == {"test": "smoke"}
     assert outs["smoke_test_result"]["seed"] == 12345
     assert outs["smoke_test_bundle_ref"].startswith(f"{outs['acr_login_server']}/modelops/bundles@sha256:")
-    assert set(outs["smoke_test_timings"]) == {"pack", "push", "connect", "workers", "fetch", "run", "verify"}
+    assert set(outs["smoke_test_timings"]) == {"pack", "push", "connect", "workers", "fetch", "run"}
 
 
 def test_second_up_with_no_change_does_not_rerun_the_smoke_test(local_stack):
