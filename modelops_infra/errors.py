@@ -1,8 +1,8 @@
 """The one exception tree of modelops-infra.
 
 Every error the library raises derives from :class:`ModelOpsError`. Leaves are
-named after the stage that failed, so a caller (or the ``mops`` CLI, or the
-``BundleSmokeTest`` provider) can say *where* things went wrong::
+named after the kind of failure; the step that failed is data, the ``stage``
+field (``"fetch"``, ``"run"``, ``"push"``...), never a prefix of the message::
 
     ModelOpsError
      ├── ConfigurationError          bad settings: env vars, stack config, bundle-env files
@@ -17,8 +17,18 @@ named after the stage that failed, so a caller (or the ``mops`` CLI, or the
      ├── CacheError                  the local bundle cache cannot be used
      ├── RequirementsError           a bundle's environment cannot be built (names the requirement and the Python)
      ├── BundleRunError              the entrypoint raised, or returned a non-JSON result
-     ├── SmokeTestError              a smoke test failed; ``stage`` names the step
-     └── ImageBuildError             the worker image cannot be assembled; ``stage`` names the step
+     ├── SmokeTestError              a smoke test failed at ``stage``
+     └── ImageBuildError             the worker image cannot be assembled at ``stage``
+
+``str(exc)`` is ``message (hint: ...)``. Only the edges, the ``mops`` CLI's
+error boundary and the dynamic providers (the Pulumi engine prints what they
+raise), show the stage, once, through :meth:`ModelOpsError.render`::
+
+    >>> err = SmokeTestError("no worker within 5 s", stage="workers", hint="check the worker logs")
+    >>> str(err)
+    'no worker within 5 s (hint: check the worker logs)'
+    >>> err.render()
+    'workers: no worker within 5 s (hint: check the worker logs)'
 
 Errors from libraries underneath (requests, oras, dask, azure, kubernetes) are
 translated at the seam with ``raise ... from exc``.
@@ -53,30 +63,53 @@ __all__ = [
 class ModelOpsError(Exception):
     """Root of every error raised by modelops-infra.
 
-    ``message`` is the one line shown to a user; ``hint`` (optional) says how
-    to fix it. Extra keyword attributes are kept so that the error survives a
-    pickle round trip through Dask.
+    ``message`` is the one line shown to a user, without the stage; ``hint``
+    (optional) says how to fix it; ``stage`` (optional) names the step that
+    failed (a smoke-test stage such as ``"fetch"`` or ``"run"``, or an image
+    build stage such as ``"base"``). Extra keyword attributes are kept so that
+    the error survives a pickle round trip through Dask.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, **attrs: Any) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, stage: str | None = None, **attrs: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.stage = stage
         self._attrs = attrs
         for key, value in attrs.items():
             setattr(self, key, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.hint, self._attrs))
+        return (_rebuild, (type(self), self.message, self.hint, self.stage, self._attrs))
 
     def __str__(self) -> str:
         if self.hint:
             return f"{self.message} (hint: {self.hint})"
         return self.message
 
+    def render(self, message: str | None = None) -> str:
+        """``stage: message (hint: ...)``: what an edge (CLI boundary, dynamic provider) shows, the stage once.
 
-def _rebuild(cls: type[ModelOpsError], message: str, hint: str | None, attrs: dict[str, Any]) -> ModelOpsError:
-    return cls(message, hint=hint, **attrs)
+        ``message`` stands in for :attr:`message` (the CLI passes its first line).
+        """
+        text = self.message if message is None else message
+        if self.hint:
+            text = f"{text} (hint: {self.hint})"
+        return f"{self.stage}: {text}" if self.stage else text
+
+    def rendered(self) -> ModelOpsError:
+        """A copy of this error, same class and attributes, whose message is :meth:`render`'s line.
+
+        For an edge that prints ``str(exc)`` itself: a dynamic provider raises
+        it to the Pulumi engine, which prints ``<class>: <str>``. The copy's
+        ``stage`` and ``hint`` are ``None``, since its message already shows them.
+        """
+        return _rebuild(type(self), self.render(), None, None, self._attrs)
+
+
+def _rebuild(cls: type[ModelOpsError], message: str, hint: str | None, stage: str | None,
+             attrs: dict[str, Any]) -> ModelOpsError:
+    return cls(message, hint=hint, stage=stage, **attrs)
 
 
 class ConfigurationError(ModelOpsError):
@@ -137,7 +170,8 @@ class BundleRunError(ModelOpsError):
 
 
 class SmokeTestError(ModelOpsError):
-    """A smoke test failed. ``stage`` is one of pack, push, connect, workers, fetch, run, verify."""
+    """A smoke test failed. ``stage`` is one of pack, push, connect, workers, fetch, run
+    (``modelops_infra.client.STAGES``)."""
 
 
 class ImageBuildError(ModelOpsError):

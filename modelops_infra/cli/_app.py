@@ -2,8 +2,9 @@
 
 Every command runs inside :meth:`_ErrorBoundary.invoke`, the only place that
 turns an exception into an exit code (see :mod:`modelops_infra.cli._exit`):
-one line on stderr, ``mops: error: <message>``, and the traceback only with
-``--debug``. Commands never catch :class:`~modelops_infra.errors.ModelOpsError`
+one line on stderr, ``mops: error: <stage>: <message> (hint: <hint>)`` (the
+stage and hint when the error has them; the stage is printed nowhere else), and
+the traceback only with ``--debug``. Commands never catch :class:`~modelops_infra.errors.ModelOpsError`
 to print it themselves.
 """
 
@@ -46,9 +47,13 @@ def report_error(exc: BaseException, *, debug: bool) -> ExitCode:
         message = f"internal error: {type(exc).__name__}: {exc}"
         if not debug:
             message += " (a bug in mops; re-run with --debug for the traceback)"
+        line = _one_line(message, debug=debug)
+    elif isinstance(exc, ModelOpsError):
+        # Cut the message, not the hint: a run failure's message ends with the bundle's traceback.
+        line = exc.render(_one_line(exc.message, debug=debug))
     else:
-        message = str(exc)
-    typer.echo(f"mops: error: {_one_line(message, debug=debug)}", err=True)
+        line = _one_line(str(exc), debug=debug)
+    typer.echo(f"mops: error: {line}", err=True)
     return code
 
 

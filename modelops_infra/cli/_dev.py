@@ -58,9 +58,14 @@ def smoke_test(
     repository: str | None = typer.Option(None, "--repository", show_default=False,
                                           help="Repository to push to. Default: modelops/bundles."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds allowed from connect to result."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: passed, bundle_ref, result, timings, error."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: passed, bundle_ref, result, worker,"
+                                                        " timings, stage, error (without the stage), hint."),
 ) -> None:
-    """Push a bundle, run one SimTask on the cluster and check the result; exit 1 naming the failed stage."""
+    """Push a bundle, run one SimTask on the cluster and check the result; exit 1 naming the failed stage.
+
+    The report goes to stdout; a failure's one line, ``mops: error: <stage>: <error>``, to stderr from
+    the error boundary, the one place that prints the stage.
+    """
     from modelops_infra.bundles import BundleSettings, RegistryHost
     from modelops_infra.client import get_registry_url
     from modelops_infra.client._smoketest import run_smoke_test
@@ -73,8 +78,7 @@ def smoke_test(
     if as_json:
         echo_json(report.to_dict())
     else:
-        verdict = "passed" if report.passed else f"FAILED at stage {report.stage}"
-        typer.echo(f"smoke test {verdict}")
+        typer.echo(f"smoke test {'passed' if report.passed else 'FAILED'}")
         if report.bundle_ref:
             typer.echo(f"bundle   {report.bundle_ref}")
         if report.worker:
@@ -83,7 +87,8 @@ def smoke_test(
             typer.echo(f"result   {json.dumps(report.result, sort_keys=True, default=repr)}")
         typer.echo("timings  " + "  ".join(f"{stage}={seconds:.3f}s" for stage, seconds in report.timings.items()))
         if report.error:
-            # The full error, with the bundle's traceback for a run failure; stderr gets its first line.
+            # The full error, with the bundle's traceback for a run failure; stderr gets its first line, with the
+            # stage and hint.
             first, *rest = report.error.splitlines()
             typer.echo(f"error    {first}")
             for line in rest:
@@ -113,5 +118,5 @@ def test_connection(
         for address in probe.workers:
             typer.echo(f"  {address}")
     if not probe.reachable:
-        raise SmokeTestError(probe.error or f"connect: cannot reach scheduler {probe.scheduler}", stage="connect",
+        raise SmokeTestError(probe.error or f"cannot reach scheduler {probe.scheduler}", stage="connect",
                              hint="start the cluster, or pass --scheduler, set DASK_SCHEDULER, or run mops env write")

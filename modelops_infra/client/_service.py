@@ -29,9 +29,10 @@ class DaskSimulationService:
     """Submit simulations; futures resolve to the entry function's dict result.
 
     A worker-side failure is re-raised by ``future.result()`` / :meth:`gather`
-    as the worker's :class:`~modelops_infra.errors.ModelOpsError`: fetch-stage
-    errors (``RegistryError``, ``IntegrityError``, ``UnsafeArchiveError``,
-    ``CacheError``) or run-stage errors (``RequirementsError``, ``BundleRunError``).
+    as the worker's :class:`~modelops_infra.errors.ModelOpsError`, its ``stage``
+    saying where: ``"fetch"`` (``RegistryError``, ``IntegrityError``,
+    ``UnsafeArchiveError``, ``CacheError``, or a ``ConfigurationError`` of the
+    worker) or ``"run"`` (``RequirementsError``, ``BundleRunError``).
     """
 
     def __init__(self, client: Client, config: ServiceConfig | None = None) -> None:

@@ -7,14 +7,20 @@ Stages, in order (errors and timings use these names)::
     connect  connect a Dask client to the scheduler
     workers  wait for at least ``min_workers`` workers
     fetch    a worker fetches and verifies the bundle (a fetch-only task)
-    run      one SimTask through DaskSimulationService runs the entrypoint
-    verify   the result is a JSON-serializable dict
+    run      one SimTask through DaskSimulationService runs the entrypoint; the
+             worker checks that it returns a JSON-serializable dict
+
+There is no stage after ``run``: the worker already refuses a result that is not
+a JSON-serializable dict, as a ``run`` failure.
 
 :func:`run_smoke_test` never raises for a stage failure: it returns a
-:class:`SmokeTestReport` whose ``error`` is prefixed with the failed stage
-(``"fetch: integrity error on sha256:..."``, ``"workers: no worker within 30 s"``).
-Call :meth:`SmokeTestReport.raise_for_failure` to turn a failure into a
-:class:`~modelops_infra.errors.SmokeTestError` carrying ``stage``.
+:class:`SmokeTestReport` whose ``stage`` names the failed stage and whose
+``error`` is the message without it (``stage="workers"``,
+``error="no worker within 30 s (scheduler ... has 0)"``). Call
+:meth:`SmokeTestReport.raise_for_failure` to turn a failure into a
+:class:`~modelops_infra.errors.SmokeTestError` carrying ``stage`` and ``hint``,
+which the edges (the ``mops`` CLI, the ``BundleSmokeTest`` provider) render
+once as ``stage: error (hint: ...)``.
 
 Every wait on the Dask side (connect, workers, fetch, run) is bounded by one
 deadline, ``timeout`` seconds after ``connect`` starts. ``pack`` reads the local
@@ -27,7 +33,6 @@ The pushed bundle stays in the registry (pushes are idempotent).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -45,15 +50,7 @@ from modelops_infra.bundles import (
     pack_bundle,
     push_packed,
 )
-from modelops_infra.errors import (
-    CacheError,
-    ConfigurationError,
-    IntegrityError,
-    ModelOpsError,
-    RegistryError,
-    SmokeTestError,
-    UnsafeArchiveError,
-)
+from modelops_infra.errors import ModelOpsError, SmokeTestError
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -63,22 +60,20 @@ __all__ = ["DEFAULT_SMOKE_PARAMS", "DEFAULT_SMOKE_SEED", "STAGES", "ClusterProbe
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("pack", "push", "connect", "workers", "fetch", "run", "verify")
+#: Every stage a smoke test can fail at, in order: the values of ``SmokeTestReport.stage`` and ``SmokeTestError.stage``.
+STAGES: tuple[str, ...] = ("pack", "push", "connect", "workers", "fetch", "run")
 DEFAULT_SMOKE_PARAMS: Mapping[str, Any] = {"test": "smoke"}
 DEFAULT_SMOKE_SEED = 12345
-
-# Errors a worker raises while getting the bundle local and verified; anything
-# else from the simulation task happened while running the entrypoint.
-_FETCH_ERRORS: tuple[type[ModelOpsError], ...] = (
-    RegistryError, IntegrityError, UnsafeArchiveError, CacheError, ConfigurationError,
-)
 
 
 @dataclass
 class SmokeTestReport:
-    """Outcome of one smoke test. ``stage`` and ``error`` are ``None`` on a pass.
+    """Outcome of one smoke test. ``stage``, ``error`` and ``hint`` are ``None`` on a pass.
 
-    ``timings`` maps each stage that ran (including a failed one) to seconds.
+    On a failure ``stage`` is one of :data:`STAGES`, ``error`` the message
+    *without* the stage (it may span lines: a ``run`` failure ends with the
+    bundle's traceback) and ``hint`` how to fix it, if known. ``timings`` maps
+    each stage that ran (including a failed one) to seconds.
     """
 
     passed: bool = False
@@ -88,18 +83,21 @@ class SmokeTestReport:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     stage: str | None = None
+    hint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``passed``, ``bundle_ref``, ``result``, ``worker``, ``timings``, ``error``, ``stage``."""
+        """JSON-ready: ``passed``, ``bundle_ref``, ``result``, ``worker``, ``timings``, ``stage``, ``error``
+        (without the stage) and ``hint``."""
         return {
             "passed": self.passed, "bundle_ref": self.bundle_ref, "result": self.result, "worker": self.worker,
             "timings": {k: round(v, 6) for k, v in self.timings.items()}, "error": self.error, "stage": self.stage,
+            "hint": self.hint,
         }
 
     def raise_for_failure(self) -> None:
-        """Raise :class:`SmokeTestError` (with ``stage``) if the test failed; return otherwise."""
+        """Raise :class:`SmokeTestError` (with ``stage`` and ``hint``) if the test failed; return otherwise."""
         if not self.passed:
-            raise SmokeTestError(self.error or f"{self.stage}: failed", stage=self.stage,
+            raise SmokeTestError(self.error or "failed", stage=self.stage, hint=self.hint,
                                  bundle_ref=self.bundle_ref)
 
 
@@ -108,7 +106,13 @@ class _StageFailed(Exception):
 
 
 class _Stages:
-    """Runs stages in order, timing each, and records the first failure on the report."""
+    """Runs stages in order, timing each, and records the first failure on the report.
+
+    A :class:`ModelOpsError` that names a smoke-test stage itself is recorded at
+    that stage: a worker's fetch error that surfaces while the ``run`` task
+    waits (it landed on a worker that had not fetched the bundle yet) is a
+    ``fetch`` failure. Anything else fails the stage that is running.
+    """
 
     def __init__(self, report: SmokeTestReport) -> None:
         self.report = report
@@ -121,18 +125,19 @@ class _Stages:
         except _StageFailed:
             raise
         except ModelOpsError as exc:
-            self.fail(name, str(exc), exc)
+            self.fail(exc.stage if exc.stage in STAGES else name, exc.message, exc, hint=exc.hint)
         except Exception as exc:  # translated at the seam: dask, tornado, sockets
             self.fail(name, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, exc)
         finally:
             self.report.timings[name] = time.perf_counter() - start
         log.info("smoke test stage %s ok in %.3f s", name, self.report.timings[name])
 
-    def fail(self, name: str, message: str, cause: BaseException | None = None) -> None:
+    def fail(self, name: str, message: str, cause: BaseException | None = None, *, hint: str | None = None) -> None:
         self.report.stage = name
-        self.report.error = message if message.startswith(f"{name}: ") else f"{name}: {message}"
+        self.report.error = message
+        self.report.hint = hint
         # Not a warning: the caller decides how to present a failure; the cause is kept for --debug logs.
-        log.info("smoke test failed: %s", self.report.error.splitlines()[0])
+        log.info("smoke test failed at %s: %s", name, message.splitlines()[0] if message else "")
         log.debug("smoke test stage %s failed", name, exc_info=cause)
         raise _StageFailed(name)
 
@@ -256,23 +261,10 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
             service = DaskSimulationService(client)
             task = SimTask(report.bundle_ref, dict(params if params is not None else DEFAULT_SMOKE_PARAMS), seed)
             fut = service.submit(task)
-            try:
-                report.result = _wait_result(fut, deadline, "run", stages, "the simulation task")
-            except _FETCH_ERRORS as exc:
-                # The task landed on a worker that had not fetched the bundle yet.
-                stages.fail("fetch", str(exc), exc)
+            report.result = _wait_result(fut, deadline, "run", stages, "the simulation task")
             holders = client.who_has([fut]).get(fut.key) or ()
             report.worker = next(iter(holders), report.worker)
         done("run")
-
-        with stages.stage("verify"):
-            if not isinstance(report.result, dict):
-                stages.fail("verify", f"result is a {type(report.result).__name__}, not a dict: {report.result!r:.200}")
-            try:
-                json.dumps(report.result)
-            except (TypeError, ValueError) as exc:
-                stages.fail("verify", f"result is not JSON-serializable ({exc})", exc)
-        done("verify")
         report.passed = True
     except _StageFailed:
         report.passed = False
@@ -283,7 +275,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
 
 @dataclass(frozen=True)
 class ClusterProbe:
-    """What :func:`probe_scheduler` saw. ``error`` is set (stage-prefixed) when unreachable."""
+    """What :func:`probe_scheduler` saw. ``error`` is set when unreachable: a ``connect`` failure, without the stage."""
 
     scheduler: str
     reachable: bool
@@ -307,6 +299,6 @@ def probe_scheduler(scheduler: str, *, timeout: float = 10.0) -> ClusterProbe:
     except (OSError, TimeoutError, ValueError) as exc:
         # ValueError: distributed rejects a malformed address before any I/O
         return ClusterProbe(scheduler, False, (), time.perf_counter() - start,
-                            f"connect: cannot reach scheduler {scheduler} within {timeout:g} s ({exc})")
+                            f"cannot reach scheduler {scheduler} within {timeout:g} s ({exc})")
     finally:
         _close(client)

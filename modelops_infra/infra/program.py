@@ -58,7 +58,7 @@ def main() -> None:
         cfg = load_stack_config()
         outputs = deploy(cfg)
     except ConfigurationError as exc:
-        raise pulumi.RunError(str(exc)) from exc
+        raise pulumi.RunError(exc.render()) from exc
     for key, value in (outputs or {}).items():
         pulumi.export(key, value)
 

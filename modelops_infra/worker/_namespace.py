@@ -127,7 +127,7 @@ def load_entrypoint(root: Path, digest: str, fn_ref: str) -> Callable[[dict[str,
     """
     parsed = parse_entrypoint(fn_ref)
     if parsed is None:
-        raise BundleRunError(f"run: entrypoint {fn_ref!r} is not 'module:function'", digest=digest)
+        raise BundleRunError(f"entrypoint {fn_ref!r} is not 'module:function'", stage="run", digest=digest)
     module_name, func_name = parsed
     package = package_name(digest)
     _ensure_package(root, package)
@@ -136,11 +136,11 @@ def load_entrypoint(root: Path, digest: str, fn_ref: str) -> Callable[[dict[str,
     except BaseException as exc:
         tb = traceback.format_exc()
         raise BundleRunError(
-            f"run: importing {module_name!r} from bundle {digest} failed: {type(exc).__name__}: {exc}\n{tb}",
-            remote_traceback=tb, digest=digest,
+            f"importing {module_name!r} from bundle {digest} failed: {type(exc).__name__}: {exc}\n{tb}",
+            stage="run", remote_traceback=tb, digest=digest,
         ) from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
-        raise BundleRunError(f"run: bundle {digest} module {module_name!r} has no function {func_name!r}", digest=digest)
+        raise BundleRunError(f"bundle {digest} module {module_name!r} has no function {func_name!r}", stage="run", digest=digest)
     entry: Callable[[dict[str, Any], int], Any] = fn
     return entry

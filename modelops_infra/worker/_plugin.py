@@ -63,7 +63,8 @@ async def dask_setup(worker: Any) -> None:
     Dask logs and then ignores exceptions from preloads, so a setup error would
     otherwise leave a worker that silently cannot fetch bundles. Instead the
     error is logged here and kept on the plugin, and every task on this worker
-    fails with it (``fetch: ... MODELOPS_BUNDLE_INSECURE='x' is not a boolean``),
+    fails with it (a ``ConfigurationError`` at stage ``fetch``: ``... MODELOPS_BUNDLE_INSECURE='x' is not a
+    boolean``),
     so the client and the deploy-time smoke test see the cause.
     """
     try:
@@ -76,13 +77,13 @@ def _runtime() -> BundleRuntime:
     plugin = get_worker().plugins.get(PLUGIN_NAME)
     error = getattr(plugin, "setup_error", None)
     if error is not None:
-        raise ConfigurationError(f"fetch: this worker's modelops plugin failed to set up: {error}",
-                                 hint=error.hint or "fix the worker's MODELOPS_BUNDLE_* environment")
+        raise ConfigurationError(f"this worker's modelops plugin failed to set up: {error.message}",
+                                 stage="fetch", hint=error.hint or "fix the worker's MODELOPS_BUNDLE_* environment")
     runtime = getattr(plugin, "runtime", None)
     if runtime is None:
         raise ConfigurationError(
-            "fetch: the modelops worker plugin is not loaded on this worker",
-            hint="start workers with --preload modelops_infra.worker, or client.register_plugin(ModelOpsWorkerPlugin())",
+            "the modelops worker plugin is not loaded on this worker",
+            stage="fetch", hint="start workers with --preload modelops_infra.worker, or client.register_plugin(ModelOpsWorkerPlugin())",
         )
     assert isinstance(runtime, BundleRuntime)
     return runtime

@@ -271,8 +271,8 @@ class ProcessPool:
         try:
             request = encode_frame({"entrypoint": entrypoint, "params": params, "seed": seed})
         except (TypeError, ValueError, FrameError) as exc:
-            raise BundleRunError(f"run: params for entrypoint {entrypoint} of bundle {digest} cannot be sent: {exc}",
-                                 hint="params must be a JSON-serializable dict", digest=digest) from exc
+            raise BundleRunError(f"params for entrypoint {entrypoint} of bundle {digest} cannot be sent: {exc}",
+                                 stage="run", hint="params must be a JSON-serializable dict", digest=digest) from exc
         child = self._checkout(spec, digest, fresh)
         healthy = False
         try:
@@ -321,8 +321,8 @@ class ProcessPool:
             with self._cond:
                 while True:
                     if self._closed:
-                        raise BundleRunError(f"run: the process pool is closed; bundle {digest} was not run",
-                                             digest=digest)
+                        raise BundleRunError(f"the process pool is closed; bundle {digest} was not run",
+                                             stage="run", digest=digest)
                     reused = None if fresh else self._take_idle(spec.key)
                     if reused is not None:
                         self._busy.add(reused)
@@ -358,8 +358,8 @@ class ProcessPool:
                     return child
             child.stop()
             self._free_slot()
-            raise BundleRunError(f"run: the process pool was closed while starting a child for bundle {digest}",
-                                 digest=digest)
+            raise BundleRunError(f"the process pool was closed while starting a child for bundle {digest}",
+                                 stage="run", digest=digest)
 
     def _take_idle(self, key: tuple[str, str]) -> _Child | None:
         for i in range(len(self._idle) - 1, -1, -1):  # most recently used first: it is the warmest
@@ -429,8 +429,8 @@ class ProcessPool:
             os.close(to_parent_r)
             os.close(to_child_w)
             raise BundleRunError(
-                f"run: cannot start the interpreter {spec.python} for bundle {digest} in {spec.root}: {exc}",
-                hint="check the environment's bin/python exists and the bundle tree is extracted",
+                f"cannot start the interpreter {spec.python} for bundle {digest} in {spec.root}: {exc}",
+                stage="run", hint="check the environment's bin/python exists and the bundle tree is extracted",
                 python=spec.python, digest=digest,
             ) from exc
         finally:
@@ -444,19 +444,19 @@ class ProcessPool:
         except _Gone:
             what, attrs = _describe_exit(child.stop())
             raise BundleRunError(
-                f"run: the interpreter {spec.python} for bundle {digest} {what} before it was ready",
-                hint="its stderr is in the worker's log", python=spec.python, digest=digest, **attrs,
+                f"the interpreter {spec.python} for bundle {digest} {what} before it was ready",
+                stage="run", hint="its stderr is in the worker's log", python=spec.python, digest=digest, **attrs,
             ) from None
         except _Timeout:
             child.stop()
             raise BundleRunError(
-                f"run: the interpreter {spec.python} for bundle {digest} was not ready within {self.start_timeout:g} s",
-                python=spec.python, digest=digest, timeout=self.start_timeout,
+                f"the interpreter {spec.python} for bundle {digest} was not ready within {self.start_timeout:g} s",
+                stage="run", python=spec.python, digest=digest, timeout=self.start_timeout,
             ) from None
         except _Broken as exc:
             child.stop()
-            raise BundleRunError(f"run: the interpreter {spec.python} for bundle {digest} broke the protocol: {exc}",
-                                 python=spec.python, digest=digest) from None
+            raise BundleRunError(f"the interpreter {spec.python} for bundle {digest} broke the protocol: {exc}",
+                                 stage="run", python=spec.python, digest=digest) from None
         log.info("started child %d for bundle %s (environment %r) with %s, Python %s", child.pid, spec.key[0],
                  spec.key[1], spec.python, str(ready.get("python", "?")).split()[0])
         return child
@@ -471,26 +471,26 @@ class ProcessPool:
         except _Timeout:
             child.stop()
             log.warning("killed child %d of bundle %s: task exceeded its timeout of %g s", child.pid, digest, timeout)
-            raise BundleRunError(f"run: task of bundle {digest} exceeded its timeout of {timeout:g} s",
-                                 hint="raise the task's timeout, or make the simulation shorter",
+            raise BundleRunError(f"task of bundle {digest} exceeded its timeout of {timeout:g} s",
+                                 stage="run", hint="raise the task's timeout, or make the simulation shorter",
                                  digest=digest, timeout=timeout) from None
         except _Gone:
             what, attrs = _describe_exit(child.stop())
             if self._closed:
-                raise BundleRunError(f"run: the process pool was closed while bundle {digest} ran",
-                                     digest=digest, **attrs) from None
+                raise BundleRunError(f"the process pool was closed while bundle {digest} ran",
+                                     stage="run", digest=digest, **attrs) from None
             log.warning("child %d of bundle %s %s", child.pid, digest, what)
             raise BundleRunError(
-                f"run: the process running bundle {digest} {what}",
-                hint="a crash in native code, os._exit() or the out-of-memory killer; "
+                f"the process running bundle {digest} {what}",
+                stage="run", hint="a crash in native code, os._exit() or the out-of-memory killer; "
                      "its stderr is in the worker's log",
                 digest=digest, **attrs,
             ) from None
         except _Broken as exc:
             child.stop()
             log.warning("child %d of bundle %s broke the protocol: %s", child.pid, digest, exc)
-            raise BundleRunError(f"run: the process running bundle {digest} broke the protocol: {exc}",
-                                 digest=digest) from None
+            raise BundleRunError(f"the process running bundle {digest} broke the protocol: {exc}",
+                                 stage="run", digest=digest) from None
 
     @staticmethod
     def _result(response: dict[str, Any], entrypoint: str, digest: str) -> dict[str, Any]:
@@ -502,13 +502,13 @@ class ProcessPool:
         message = str(response.get("message", ""))
         tb = str(response.get("traceback", ""))
         if stage == "raise":
-            raise BundleRunError(f"run: entrypoint {entrypoint} of bundle {digest} raised {kind}: {message}\n{tb}",
-                                 remote_traceback=tb, digest=digest, exception_type=kind)
+            raise BundleRunError(f"entrypoint {entrypoint} of bundle {digest} raised {kind}: {message}\n{tb}",
+                                 stage="run", remote_traceback=tb, digest=digest, exception_type=kind)
         if stage == "load":
-            text = f"run: loading entrypoint {entrypoint} of bundle {digest} failed: {kind}: {message}"
-            raise BundleRunError(f"{text}\n{tb}" if tb else text, remote_traceback=tb, digest=digest,
+            text = f"loading entrypoint {entrypoint} of bundle {digest} failed: {kind}: {message}"
+            raise BundleRunError(f"{text}\n{tb}" if tb else text, stage="run", remote_traceback=tb, digest=digest,
                                  exception_type=kind)
         if stage == "result":
-            raise BundleRunError(f"run: entrypoint {entrypoint} of bundle {digest} {message}", digest=digest)
-        raise BundleRunError(f"run: the process running bundle {digest} sent an unexpected answer "
-                             f"(keys {sorted(response)})", digest=digest)
+            raise BundleRunError(f"entrypoint {entrypoint} of bundle {digest} {message}", stage="run", digest=digest)
+        raise BundleRunError(f"the process running bundle {digest} sent an unexpected answer "
+                             f"(keys {sorted(response)})", stage="run", digest=digest)

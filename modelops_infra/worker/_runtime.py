@@ -37,7 +37,7 @@ from modelops_infra.bundles import (
     find_environment,
     validate_digest,
 )
-from modelops_infra.errors import BundleRunError, ConfigurationError, RequirementsError
+from modelops_infra.errors import BundleRunError, ConfigurationError, ModelOpsError, RequirementsError
 from modelops_infra.worker._namespace import load_entrypoint
 from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_env
 
@@ -77,8 +77,8 @@ class BundleRuntime:
     def _registry_client(self) -> RegistryClient:
         if self.settings.registry is None:
             raise ConfigurationError(
-                "fetch: this worker has no MODELOPS_BUNDLE_REGISTRY in its environment",
-                hint="set it on the worker (the Pulumi workspace sets it from the registry's login_server output)",
+                "this worker has no MODELOPS_BUNDLE_REGISTRY in its environment",
+                stage="fetch", hint="set it on the worker (the Pulumi workspace sets it from the registry's login_server output)",
             )
         if self._client is None:
             self._client = RegistryClient(self.settings.registry, insecure=self.settings.insecure,
@@ -86,22 +86,31 @@ class BundleRuntime:
         return self._client
 
     def bundle(self, repository: str, digest: str) -> tuple[LocalBundle, bool]:
-        """The local bundle (fetching and verifying it if needed) and whether it was already here."""
+        """The local bundle (fetching and verifying it if needed) and whether it was already here.
+
+        Every :class:`ModelOpsError` raised while getting it (registry, integrity, archive, cache) leaves
+        with ``stage="fetch"``, so the client can tell a fetch failure from a run failure.
+        """
         found = self._bundles.get(digest)
         if found is not None:
             return found, True
-        validate_digest(digest)
-        with self._guard:
-            lock = self._locks.setdefault(digest, threading.Lock())
-        with lock:
-            found = self._bundles.get(digest)
-            if found is not None:
-                return found, True
-            cached = self.cache.get(digest) is not None
-            local, lease = self.cache.ensure_leased(repository, digest, client=self._registry_client)
-            self._leases.append(lease)
-            self._bundles[digest] = local
-            return local, cached
+        try:
+            validate_digest(digest)
+            with self._guard:
+                lock = self._locks.setdefault(digest, threading.Lock())
+            with lock:
+                found = self._bundles.get(digest)
+                if found is not None:
+                    return found, True
+                cached = self.cache.get(digest) is not None
+                local, lease = self.cache.ensure_leased(repository, digest, client=self._registry_client)
+                self._leases.append(lease)
+                self._bundles[digest] = local
+                return local, cached
+        except ModelOpsError as exc:
+            if exc.stage is None:
+                exc.stage = "fetch"
+            raise
 
     def entrypoint(self, repository: str, digest: str, fn_ref: str | None) -> EntryFn:
         key = (digest, fn_ref)
@@ -134,7 +143,7 @@ class BundleRuntime:
                 raise failed[1]  # a batch of thousands of tasks must not rebuild a broken environment each time
             spec, problems = find_environment(local.path)
             if spec is None:
-                raise RequirementsError(f"run: bundle {local.digest}: " + "; ".join(problems), digest=local.digest)
+                raise RequirementsError(f"bundle {local.digest}: " + "; ".join(problems), stage="run", digest=local.digest)
 
             def build(venv: Path, work: Path) -> None:
                 build_environment(spec, venv, work, wheels_dir=local.wheels_dir, options=self.build_options)
@@ -144,8 +153,8 @@ class BundleRuntime:
                     key, build, describe={"file": spec.source, "bundle": local.digest},
                     lock_timeout=self.build_options.timeout + _BUILD_SETUP_SECONDS)
             except RequirementsError as exc:
-                error = RequirementsError(f"run: the environment of bundle {local.digest} cannot be built:"
-                                          f" {exc.message}", hint=exc.hint or f"check {spec.source}",
+                error = RequirementsError(f"the environment of bundle {local.digest} cannot be built:"
+                                          f" {exc.message}", stage="run", hint=exc.hint or f"check {spec.source}",
                                           digest=local.digest, environment_key=key)
                 self._env_failures[key] = (time.monotonic(), error)
                 raise error from None
@@ -188,20 +197,20 @@ class BundleRuntime:
         except Exception as exc:
             tb = traceback.format_exc()
             raise BundleRunError(
-                f"run: entrypoint {name} of bundle {digest} raised {type(exc).__name__}: {exc}\n{tb}",
-                remote_traceback=tb, digest=digest, exception_type=type(exc).__name__,
+                f"entrypoint {name} of bundle {digest} raised {type(exc).__name__}: {exc}\n{tb}",
+                stage="run", remote_traceback=tb, digest=digest, exception_type=type(exc).__name__,
             ) from None
         if not isinstance(result, dict):
             raise BundleRunError(
-                f"run: entrypoint {name} of bundle {digest} returned {type(result).__name__}, expected a JSON-serializable dict",
-                digest=digest,
+                f"entrypoint {name} of bundle {digest} returned {type(result).__name__}, expected a JSON-serializable dict",
+                stage="run", digest=digest,
             )
         try:
             json.dumps(result)
         except (TypeError, ValueError) as exc:
             raise BundleRunError(
-                f"run: entrypoint {name} of bundle {digest} returned a dict that is not JSON-serializable ({exc})",
-                digest=digest,
+                f"entrypoint {name} of bundle {digest} returned a dict that is not JSON-serializable ({exc})",
+                stage="run", digest=digest,
             ) from None
         return result
 

@@ -62,21 +62,24 @@ def test_smoke_test_with_a_raising_entrypoint_exits_1_naming_run(mops, cluster, 
     bundle = make_bundle("boom", RAISING)
     result = mops("dev", "smoke-test", "--bundle", bundle, "-r", registry.address, "-s", cluster.scheduler_address)
     assert result.exit_code == ExitCode.FAILURE, result.output
-    assert "FAILED at stage run" in result.stdout
-    assert result.stderr.startswith("mops: error: run: "), result.stderr
+    assert result.stdout.startswith("smoke test FAILED\n"), result.stdout
+    assert result.stderr.startswith("mops: error: run: entrypoint sim:run of bundle sha256:"), result.stderr
+    assert "run: " not in result.stdout, "the stage is printed once, by the error boundary on stderr"
     assert "boom from inside the bundle" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, f"stderr should be one line:\n{result.stderr}"
     assert "Traceback" not in result.stderr
     assert "raise RuntimeError('boom from inside the bundle')" in result.stdout, "the bundle's traceback is reported"
 
 
-def test_smoke_test_json_failure_names_the_stage_in_error(mops, cluster, registry, make_bundle) -> None:
+def test_smoke_test_json_failure_names_the_stage_apart_from_the_error(mops, cluster, registry,
+                                                                       make_bundle) -> None:
     bundle = make_bundle("boomjson", RAISING)
     result = mops("dev", "smoke-test", "-b", bundle, "-r", registry.address, "-s", cluster.scheduler_address, "--json")
     assert result.exit_code == ExitCode.FAILURE
     data = json.loads(result.stdout)
-    assert data["passed"] is False and data["stage"] == "run" and data["error"].startswith("run: ")
-    assert data["result"] is None
+    assert data["passed"] is False and data["stage"] == "run"
+    assert data["error"].startswith("entrypoint sim:run of bundle sha256:"), "error is the message, without the stage"
+    assert "hint" in data and data["result"] is None
 
 
 def test_smoke_test_with_an_invalid_bundle_fails_at_pack(mops, tmp_path, registry, cluster) -> None:

@@ -25,7 +25,7 @@ from modelops_infra.errors import (
 
 @pytest.mark.parametrize(("exc", "code"), [
     (BundleValidationError("x"), ExitCode.FAILURE),
-    (SmokeTestError("run: boom", stage="run"), ExitCode.FAILURE),
+    (SmokeTestError("boom", stage="run"), ExitCode.FAILURE),
     (ReferenceError_("x"), ExitCode.USAGE),
     (ConfigurationError("x"), ExitCode.CONFIG),
     (RegistryError("x"), ExitCode.REGISTRY),
@@ -85,3 +85,20 @@ def test_console_script_entry_point_exports_main_and_app() -> None:
 
     assert callable(cli.main)
     assert cli.app is not None
+
+
+def test_the_boundary_shows_the_stage_once_the_first_line_and_the_hint(capsys) -> None:
+    from modelops_infra.cli._app import report_error
+
+    exc = BundleRunError("entrypoint sim:run raised ValueError: no\nTraceback (most recent call last):\n  File x",
+                         stage="run", hint="fix the bundle")
+    assert report_error(exc, debug=False) is ExitCode.RUN
+    assert capsys.readouterr().err == ("mops: error: run: entrypoint sim:run raised ValueError: no"
+                                       " (+2 more lines; re-run with --debug) (hint: fix the bundle)\n")
+
+
+def test_the_boundary_shows_an_error_without_a_stage_as_its_message(capsys) -> None:
+    from modelops_infra.cli._app import report_error
+
+    assert report_error(ConfigurationError("MODELOPS_X is unset", hint="set it"), debug=False) is ExitCode.CONFIG
+    assert capsys.readouterr().err == "mops: error: MODELOPS_X is unset (hint: set it)\n"

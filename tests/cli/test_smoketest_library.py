@@ -27,11 +27,12 @@ def test_a_raising_entrypoint_fails_at_run_and_raise_for_failure_carries_the_sta
     bundle = make_bundle("libboom", {"sim.py": "def run(params, seed):\n    raise ValueError('nope')\n"})
     report = run_smoke_test(bundle=bundle, registry=registry.address, scheduler=cluster.scheduler_address, timeout=60)
     assert not report.passed and report.stage == "run"
-    assert report.error.startswith("run: ") and "nope" in report.error
-    assert "verify" not in report.timings, "stages after the failed one must not run"
+    assert report.error.startswith("entrypoint sim:run of bundle sha256:") and "nope" in report.error, \
+        "the error is the message without the stage, which is its own key"
     with pytest.raises(SmokeTestError) as info:
         report.raise_for_failure()
-    assert info.value.stage == "run"
+    assert info.value.stage == "run" and info.value.message == report.error
+    assert info.value.render().startswith("run: entrypoint sim:run of bundle sha256:")
 
 
 def test_a_tampered_blob_fails_at_fetch_with_an_integrity_error(cluster, registry, make_bundle) -> None:
@@ -42,15 +43,17 @@ def test_a_tampered_blob_fails_at_fetch_with_an_integrity_error(cluster, registr
     registry.blob_data_path(code_layer).write_bytes(b"not the bytes you pushed")
     report = run_smoke_test(bundle=bundle, registry=registry.address, scheduler=cluster.scheduler_address, timeout=60)
     assert not report.passed and report.stage == "fetch", report.error
-    assert report.error.startswith("fetch: ") and "sha256:" in report.error
-    assert "run" not in report.timings
+    assert not report.error.startswith("fetch") and "sha256:" in report.error, report.error
+    assert "run" not in report.timings, "stages after the failed one must not run"
 
 
 def test_an_unreachable_registry_fails_at_push(cluster, make_bundle, monkeypatch) -> None:
     monkeypatch.setenv("MODELOPS_BUNDLE_TIMEOUT", "2")
     report = run_smoke_test(bundle=make_bundle("nopush"), registry=f"127.0.0.1:{free_port()}",
                             scheduler=cluster.scheduler_address, timeout=10)
-    assert not report.passed and report.stage == "push" and report.error.startswith("push: ")
+    assert not report.passed and report.stage == "push" and report.error.startswith("registry 127.0.0.1:")
+    assert report.hint, "the registry error's hint is kept on the report, apart from the message"
+    assert report.to_dict()["hint"] == report.hint and "hint:" not in report.error
     assert report.bundle_ref is None
 
 
@@ -63,7 +66,7 @@ def test_no_workers_fails_at_workers_within_the_timeout(tmp_path, registry) -> N
     finally:
         lonely.stop()
     assert not report.passed and report.stage == "workers"
-    assert report.error.startswith("workers: no worker within 3 s"), report.error
+    assert report.error.startswith("no worker within 3 s"), report.error
     assert elapsed < 15, f"waiting for workers must be bounded by the timeout, took {elapsed:.1f} s"
 
 

@@ -33,7 +33,7 @@ def test_unreachable_registry_fails_at_push_quickly_and_secrets_stay_secret(tmp_
     elapsed = time.monotonic() - start
     text = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "stage 'push': push: registry 127.0.0.1:" in text and "unreachable" in text, text[-3000:]
+    assert "SmokeTestError: push: registry 127.0.0.1:" in text and "unreachable" in text, text[-3000:]
     assert elapsed < 120, f"an unreachable registry must fail within a bounded time, took {elapsed:.0f} s"
     assert SECRET not in text, "the registry password leaked into pulumi's output"
     state_files = list((tmp_path / "p" / "state").rglob("*.json"))
@@ -91,7 +91,8 @@ def _fails(project) -> str:
 def test_an_unreachable_scheduler_fails_the_deploy_at_connect(tmp_path, registry):
     project = make_project(tmp_path / "p", STAGED.format(bundle=None, registry=registry.address,
                                                          scheduler=f"tcp://127.0.0.1:{free_port()}"))
-    assert "stage 'connect': connect: cannot reach scheduler tcp://127.0.0.1:" in _fails(project)
+    text = _fails(project)
+    assert "SmokeTestError: connect: cannot reach scheduler tcp://127.0.0.1:" in text, text[-3000:]
 
 
 def test_a_scheduler_without_workers_fails_the_deploy_at_workers_within_the_timeout(tmp_path, registry):
@@ -101,18 +102,23 @@ def test_a_scheduler_without_workers_fails_the_deploy_at_workers_within_the_time
     try:
         project = make_project(tmp_path / "p", STAGED.format(bundle=None, registry=registry.address,
                                                              scheduler=empty.scheduler_address))
-        assert "stage 'workers': workers: no worker within 5 s" in _fails(project)
+        text = _fails(project)
+        assert "SmokeTestError: workers: no worker within 5 s" in text, text[-3000:]
     finally:
         empty.stop()
 
 
-def test_an_invalid_bundle_fails_the_preview_at_pack_naming_the_key_and_problem(tmp_path, registry):
+def test_an_invalid_bundle_fails_the_preview_at_pack_naming_the_key_and_problem(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text('{"name": "bad", "version": "1"}')
-    project = make_project(tmp_path / "p", STAGED.format(bundle=str(bad), registry=registry.address,
-                                                         scheduler="tcp://127.0.0.1:1"))
+    project = make_project(tmp_path / "p")  # the real program: its main() is the edge that renders the stage
+    project.run("config", "set", "modelops:cloud", "local")
+    project.config("modelops:smokeTest.bundle", str(bad))
     result = project.run("preview", check=False)
     text = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "pack: modelops:smokeTest.bundle" in text and "missing required field 'entrypoint'" in text, text[-3000:]
+    assert "pack: modelops:smokeTest.bundle: " in text, text[-3000:]
+    assert "missing required field 'entrypoint'" in text, text[-3000:]
+    shown = [line for line in text.splitlines() if "modelops:smokeTest.bundle: " in line]
+    assert shown and all(line.count("pack") == 1 for line in shown), f"each message shows the stage once:\n{shown}"

@@ -26,7 +26,7 @@ def test_picks_a_running_ready_pod_matching_the_service_selector():
 
 
 def test_no_matching_pod_is_a_connect_stage_error():
-    with pytest.raises(SmokeTestError, match=r"^connect: no Running, Ready pod matches") as info:
+    with pytest.raises(SmokeTestError, match=r"^no Running, Ready pod matches") as info:
         pick_pod(SELECTOR, [pod("sched", SELECTOR, ready="False")])
     assert info.value.stage == "connect"
 

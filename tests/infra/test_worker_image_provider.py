@@ -54,6 +54,20 @@ def test_check_fails_preview_naming_an_unreachable_base() -> None:
     result = WorkerImageProvider().check({}, {"base_image": base, "target": UNKNOWN})
     assert [f.property for f in result.failures] == ["base_image"]
     assert base in result.failures[0].reason and "unreachable" in result.failures[0].reason
+    assert result.failures[0].reason.startswith(f"base: base image {base}"), \
+        f"the provider is an edge: it shows the stage once, in front: {result.failures[0].reason}"
+
+
+def test_a_failed_build_reaches_the_engine_as_one_line_starting_with_the_stage(registry: Registry) -> None:
+    from modelops_infra.errors import ImageBuildError
+
+    base = f"127.0.0.1:{free_port()}/base/python:3.11"
+    with pytest.raises(ImageBuildError) as info:
+        WorkerImageProvider().create(_inputs(registry, base_image=base))
+    assert str(info.value).startswith(f"base: base image {base}"), str(info.value)
+    assert str(info.value).count("base:") == 1, f"the stage is shown once: {info.value}"
+    assert info.value.__cause__ is None and info.value.__suppress_context__, \
+        "the engine prints the chain: the original (same message) must not be printed again"
 
 
 def test_check_accepts_a_target_that_is_not_known_at_preview(registry: Registry, tiny_base: PushedImage) -> None:

@@ -88,12 +88,13 @@ def test_scheduler_and_workers_run_the_smoke_test_then_stop(tmp_path, registry):
         assert created.outs["passed"] is True
         assert created.outs["bundle_ref"].endswith(digest)
         assert created.outs["result"]["echo"] == {"test": "smoke"}
-        assert set(created.outs["timings"]) == {"pack", "push", "connect", "workers", "fetch", "run", "verify"}
+        assert set(created.outs["timings"]) == {"pack", "push", "connect", "workers", "fetch", "run"}
         assert not smoke.diff(created.id, created.outs, props).changes, "nothing changed: no re-run"
         assert smoke.diff(created.id, created.outs, {**props, "triggers": ["x"]}).changes
         assert smoke.diff(created.id, created.outs, {**props, "bundle_digest": "sha256:" + "1" * 64}).changes
 
-        with pytest.raises(SmokeTestError, match=r"stage 'pack': pack: the bundle now packs to"):
+        # What the engine prints is str(exc): the provider's edge puts the stage in front, once.
+        with pytest.raises(SmokeTestError, match=r"^pack: the bundle now packs to"):
             smoke.create({**props, "bundle_digest": "sha256:" + "1" * 64})
     finally:
         if w is not None:
@@ -108,6 +109,6 @@ def test_smoke_test_against_nothing_fails_at_push_quickly(tmp_path):
              "bundle_path": str(builtin_bundle_path()), "bundle_digest": pack_bundle(builtin_bundle_path()).digest,
              "scheduler_address": f"tcp://127.0.0.1:{free_port()}", "timeout": 10, "triggers": []}
     start = time.monotonic()
-    with pytest.raises(SmokeTestError, match=r"stage 'push': push: registry 127\.0\.0\.1:\d+ unreachable"):
+    with pytest.raises(SmokeTestError, match=r"^push: registry 127\.0\.0\.1:\d+ unreachable.*\(hint: "):
         BundleSmokeTestProvider().create(props)
     assert time.monotonic() - start < 20, "an unreachable registry must fail within a bounded time"

@@ -241,7 +241,8 @@ def test_bundle_exception_comes_back_with_type_and_traceback_and_the_child_stays
     with pytest.raises(BundleRunError) as info:
         run(pool, spec, "fail", {"alpha": -1})
     err = info.value
-    assert str(err).startswith("run: "), f"expected a run-stage message, got {err}"
+    assert err.stage == "run" and err.message.startswith("entrypoint "), \
+        f"expected a run-stage error whose message does not repeat the stage, got {err.stage!r}: {err}"
     assert "ValueError: alpha must be positive, got -1" in str(err), f"expected type and message, got {err}"
     assert err.exception_type == "ValueError", f"expected exception_type ValueError, got {err.exception_type}"
     assert str(bundle_root / "sim.py") in err.remote_traceback, \
@@ -268,8 +269,9 @@ def test_a_dying_child_fails_only_its_task_and_the_next_task_gets_a_new_child(po
     pid = run(pool, spec, "pid")["pid"]
     with pytest.raises(BundleRunError) as info:
         run(pool, spec, fn)
-    assert str(info.value).startswith(f"run: the process running bundle {DIGEST} {expected}"), \
+    assert str(info.value).startswith(f"the process running bundle {DIGEST} {expected}"), \
         f"expected '{expected}', got {info.value}"
+    assert info.value.stage == "run", f"expected stage 'run', got {info.value.stage!r}"
     for name, value in attrs.items():
         assert getattr(info.value, name) == value, f"expected {name}={value!r} on the error"
     assert not alive(pid), "expected the dead child to be reaped"
@@ -294,7 +296,7 @@ def test_a_task_over_its_timeout_is_killed_promptly(pool, spec_for):
     with pytest.raises(BundleRunError) as info:
         run(pool, spec, "sleep", {"seconds": 30}, timeout=1)
     elapsed = time.monotonic() - start
-    assert str(info.value).startswith(f"run: task of bundle {DIGEST} exceeded its timeout of 1 s"), \
+    assert info.value.render().startswith(f"run: task of bundle {DIGEST} exceeded its timeout of 1 s"), \
         f"expected a timeout message, got {info.value}"
     assert info.value.timeout == 1, f"expected timeout attr 1, got {info.value.timeout}"
     assert elapsed < 3.0, f"expected the task to fail about 1 s in, took {elapsed:.2f} s"
@@ -338,6 +340,8 @@ def test_bundle_run_error_pickles_with_its_attrs(pool, spec_for):
         copy = pickle.loads(pickle.dumps(err))
         assert type(copy) is BundleRunError and str(copy) == str(err), f"expected {err!r} to survive pickling"
         assert copy._attrs == err._attrs, f"expected attrs {err._attrs}, got {copy._attrs}"
+        assert (copy.stage, copy.hint) == (err.stage, err.hint) == ("run", err.hint), \
+            f"expected stage 'run' and the hint to survive pickling, got {copy.stage!r}, {copy.hint!r}"
     assert pickle.loads(pickle.dumps(died.value)).exit_code == 3, "expected exit_code to survive pickling"
 
 

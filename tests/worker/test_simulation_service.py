@@ -123,7 +123,8 @@ def test_entrypoint_exception_carries_the_bundles_traceback(registry, client, ma
     with pytest.raises(BundleRunError) as info:
         DaskSimulationService(client).submit(SimTask(ref, {"x": 42}, 1)).result(timeout=60)
     msg = str(info.value)
-    assert msg.startswith("run: entrypoint sim:run of bundle sha256:")
+    assert info.value.stage == "run", "the stage must survive the trip from the worker, as a field"
+    assert msg.startswith("entrypoint sim:run of bundle sha256:"), msg
     assert "ValueError: bad parameter 42" in msg
     assert 'sim.py", line 3, in inner' in info.value.remote_traceback
 
@@ -136,8 +137,9 @@ def test_non_json_result_is_a_clear_run_error(registry, client, make_bundle):
 
 def test_a_bundle_missing_from_the_registry_fails_the_fetch_stage(registry, client):
     ghost = f"{registry.address}/modelops/bundles@sha256:" + "0" * 64
-    with pytest.raises(RegistryNotFoundError, match="not found in registry"):
+    with pytest.raises(RegistryNotFoundError, match="not found in registry") as info:
         DaskSimulationService(client).submit(SimTask(ghost, {}, 1)).result(timeout=60)
+    assert info.value.stage == "fetch", f"expected the worker to mark its fetch error, got {info.value.stage!r}"
 
 
 def test_plugin_registered_by_the_client_works_without_preload(registry, tmp_path, make_bundle):
@@ -175,7 +177,8 @@ def test_a_preloaded_worker_with_bad_settings_fails_every_task_with_the_cause(re
             ref = _push(registry, make_bundle("badworker"))
             with pytest.raises(ConfigurationError) as info:
                 DaskSimulationService(c).submit(SimTask(ref, {}, 1)).result(timeout=60)
-        assert str(info.value).startswith("fetch: this worker's modelops plugin failed to set up:")
+        assert info.value.stage == "fetch", info.value.stage
+        assert str(info.value).startswith("this worker's modelops plugin failed to set up:"), str(info.value)
         assert "MODELOPS_BUNDLE_INSECURE='perhaps' is not a boolean" in str(info.value)
     finally:
         cluster.stop()

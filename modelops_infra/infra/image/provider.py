@@ -115,7 +115,7 @@ class WorkerImageProvider(ResourceProvider):
                 with RegistryClient(registry_host(ref.registry or ""), timeout=30.0) as client:
                     news = {**news, "base_digest": resolve_base_digest(base, ref, client)}
             except ModelOpsError as exc:
-                failures.append(CheckFailure("base_image", str(exc)))
+                failures.append(CheckFailure("base_image", exc.render()))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -146,11 +146,17 @@ class WorkerImageProvider(ResourceProvider):
         return outs
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._build(props)
+        from modelops_infra.infra._engine_errors import engine_errors
+
+        with engine_errors():
+            outs = self._build(props)
         return CreateResult(f"worker-image-{outs['digest'].split(':', 1)[1][:16]}", outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._build(news, olds))
+        from modelops_infra.infra._engine_errors import engine_errors
+
+        with engine_errors():
+            return UpdateResult(self._build(news, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)

@@ -25,7 +25,7 @@ def resolve_smoke_bundle(bundle: str | None) -> tuple[str, str]:
 
     ``None`` means the built-in test bundle. A relative path is taken from the
     project directory. An invalid bundle raises :class:`ConfigurationError`
-    naming ``modelops:smokeTest.bundle`` and the ``pack`` stage.
+    naming ``modelops:smokeTest.bundle``, at stage ``pack``.
     """
     from modelops_infra.bundles import builtin_bundle_path, pack_bundle
 
@@ -34,6 +34,7 @@ def resolve_smoke_bundle(bundle: str | None) -> tuple[str, str]:
     try:
         digest = pack_bundle(path).digest
     except BundleValidationError as exc:
-        raise ConfigurationError(f"pack: modelops:smokeTest.bundle: {exc}", key="modelops:smokeTest.bundle") from exc
+        raise ConfigurationError(f"modelops:smokeTest.bundle: {exc}", stage="pack",
+                                 key="modelops:smokeTest.bundle") from exc
     pulumi.log.info(f"smoke-test bundle {path} packs to {digest}")
     return str(path.resolve()), digest

@@ -34,7 +34,7 @@ def pick_pod(selector: Mapping[str, str], pods: list[Any]) -> str:
         conditions = {c.type: c.status for c in (pod.status.conditions or [])}
         if conditions.get("Ready") == "True":
             return str(pod.metadata.name)
-    raise SmokeTestError(f"connect: no Running, Ready pod matches the scheduler Service selector {dict(selector)}",
+    raise SmokeTestError(f"no Running, Ready pod matches the scheduler Service selector {dict(selector)}",
                          stage="connect")
 
 
@@ -69,15 +69,15 @@ def _kube_client(kubeconfig: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SmokeTestError(f"connect: the kubeconfig is not valid YAML{where} ({type(exc).__name__}; its content"
+        raise SmokeTestError(f"the kubeconfig is not valid YAML{where} ({type(exc).__name__}; its content"
                              " is secret and not shown)", stage="connect") from None
     if not isinstance(data, dict):
-        raise SmokeTestError(f"connect: the kubeconfig is a YAML {type(data).__name__}, not a mapping",
+        raise SmokeTestError(f"the kubeconfig is a YAML {type(data).__name__}, not a mapping",
                              stage="connect")
     try:
         return k8s_config.new_client_from_config_dict(data)
     except Exception:  # kubernetes raises ConfigException, KeyError, ValueError, ... quoting the config
-        raise SmokeTestError("connect: the kubeconfig cannot be loaded (missing or malformed context, cluster or"
+        raise SmokeTestError("the kubeconfig cannot be loaded (missing or malformed context, cluster or"
                              " user; its content is secret and not shown)", stage="connect") from None
 
 
@@ -92,7 +92,7 @@ def _port_forward(kubeconfig: str, namespace: str, service: str, port: int, time
         svc = core.read_namespaced_service(service, namespace, _request_timeout=timeout)
         pods = core.list_namespaced_pod(namespace, _request_timeout=timeout).items
     except Exception as exc:  # translated at the seam: kubernetes ApiException, urllib3 errors
-        raise SmokeTestError(f"connect: cannot read Service {namespace}/{service} through the Kubernetes API "
+        raise SmokeTestError(f"cannot read Service {namespace}/{service} through the Kubernetes API "
                              f"({type(exc).__name__}: {exc})", stage="connect") from exc
     pod = pick_pod((svc.spec.selector if svc.spec else None) or {}, pods)
     listener = socket.socket()

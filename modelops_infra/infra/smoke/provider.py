@@ -1,12 +1,13 @@
 """``BundleSmokeTest``: a Pulumi dynamic resource that proves the bundle pipeline during ``pulumi up``.
 
 On create (and on update, when something that matters changed) it runs the
-stages ``pack``, ``push``, ``connect``, ``workers``, ``fetch``, ``run`` and
-``verify`` (see :mod:`modelops_infra.client._smoketest`). A failure raises an
-error whose message starts with the stage (``"run: entrypoint smoke:run of
-bundle sha256:... raised ValueError: ..."``), so ``pulumi up`` exits non-zero
-and prints it. A failed create leaves no resource behind, so the next
-``pulumi up`` simply tries again.
+stages ``pack``, ``push``, ``connect``, ``workers``, ``fetch`` and ``run``
+(see :mod:`modelops_infra.client._smoketest`). A failure raises a
+:class:`~modelops_infra.errors.SmokeTestError` to the engine whose message
+starts with the stage, printed once (``"run: entrypoint smoke:run of bundle
+sha256:... raised ValueError: ..."``; see :mod:`modelops_infra.infra._engine_errors`),
+so ``pulumi up`` exits non-zero and prints it. A failed create leaves no
+resource behind, so the next ``pulumi up`` simply tries again.
 
 Re-runs happen when the bundle digest, the registry, the scheduler endpoint
 (address, or cluster + namespace + service) or ``triggers`` change; nothing
@@ -88,7 +89,6 @@ class BundleSmokeTestProvider(ResourceProvider):
 
         from modelops_infra.bundles import BasicCredentials, BundleSettings
         from modelops_infra.client import run_smoke_test
-        from modelops_infra.errors import SmokeTestError
         from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
 
         creds = None
@@ -103,20 +103,24 @@ class BundleSmokeTestProvider(ResourceProvider):
             report = run_smoke_test(bundle=props.get("bundle_path"), registry=props["registry"], scheduler=scheduler,
                                     timeout=timeout, repository=props.get("repository") or "modelops/bundles",
                                     settings=settings, credentials=creds, expected_digest=props.get("bundle_digest"))
-        if not report.passed:
-            raise SmokeTestError(f"BundleSmokeTest failed at stage {report.stage!r}: {report.error}",
-                                 stage=report.stage)
+        report.raise_for_failure()
         outs = _public(props)
         outs.update({"bundle_ref": report.bundle_ref, "result": report.result, "worker": report.worker,
                      "timings": {k: round(v, 3) for k, v in report.timings.items()}, "passed": True})
         return outs
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._run(props)
+        from modelops_infra.infra._engine_errors import engine_errors
+
+        with engine_errors():
+            outs = self._run(props)
         return CreateResult(f"smoke-{outs['bundle_ref'].rsplit(':', 1)[-1][:16]}", outs)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._run(news))
+        from modelops_infra.infra._engine_errors import engine_errors
+
+        with engine_errors():
+            return UpdateResult(self._run(news))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)
