@@ -173,12 +173,47 @@ def _close(client: Client | None) -> None:
         log.debug("closing dask client: %s", exc)
 
 
-def _wait_result(future: Future[Any], deadline: _Deadline, stage: str, stages: _Stages, what: str) -> Any:
+def _innermost(frames: list[Any]) -> str:
+    return " ".join(str(frames[-1]).split()) if frames else "no stack"
+
+
+def _whereabouts(client: Client, key: str) -> str:
+    """Where a task that timed out is, from the scheduler's and the worker's public views (best effort).
+
+    ``"; it was running on worker tcp://…, in: File "sim.py", line 3, in run time.sleep(600)"``;
+    ``"; it was waiting on worker tcp://…, whose threads ran 1 other task(s), e.g. <key> in: …"`` (a
+    cancelled task runs on in its thread until it returns); ``"; no worker had taken it: …"``; or
+    ``""`` if the cluster does not answer. Tells a slow or hung simulation from a busy cluster.
+    """
+    try:
+        processing = client.processing()
+        on = [worker for worker, keys in processing.items() if key in keys]
+        if not on:
+            busy = sum(len(keys) for keys in processing.values())
+            return f"; no worker had taken it: {len(processing)} worker(s) were busy with {busy} task(s)"
+        worker = on[0]
+        stacks = client.call_stack().get(worker) or {}
+        if key in stacks:
+            return f"; it was running on worker {worker}, in: {_innermost(stacks[key])}"
+        others = [(k, frames) for k, frames in stacks.items() if k != key]
+        if others:
+            other, frames = others[0]
+            return (f"; it was waiting on worker {worker}, whose threads ran {len(others)} other task(s),"
+                    f" e.g. {other} in: {_innermost(frames)}")
+        return f"; it was waiting on worker {worker} behind {len(processing[worker]) - 1} other task(s)"
+    except Exception as exc:  # the timeout is the error; this only adds context to it
+        log.debug("cannot tell where task %s is: %s", key, exc)
+        return ""
+
+
+def _wait_result(client: Client, future: Future[Any], deadline: _Deadline, stage: str, stages: _Stages,
+                 subject: str) -> Any:
     try:
         return future.result(timeout=deadline.remaining())
     except TimeoutError:
+        where = _whereabouts(client, str(future.key))
         future.cancel()
-        stages.fail(stage, f"{what} did not finish within {deadline.seconds:g} s (timeout)")
+        stages.fail(stage, f"{subject} did not finish within {deadline.seconds:g} s (timeout){where}")
 
 
 def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, timeout: float,
@@ -253,7 +288,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
         with stages.stage("fetch"):
             fut = client.submit(fetch_bundle_task, pushed.reference.repository, pushed.digest,
                                 key=f"modelops-smoke-fetch-{uuid.uuid4().hex}", pure=False)
-            fetched = _wait_result(fut, deadline, "fetch", stages, f"fetching {pushed.digest} on a worker")
+            fetched = _wait_result(client, fut, deadline, "fetch", stages, f"fetching {pushed.digest} on a worker")
             report.worker = fetched.get("worker") if isinstance(fetched, dict) else None
         done("fetch")
 
@@ -261,7 +296,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
             service = DaskSimulationService(client)
             task = SimTask(report.bundle_ref, dict(params if params is not None else DEFAULT_SMOKE_PARAMS), seed)
             fut = service.submit(task)
-            report.result = _wait_result(fut, deadline, "run", stages, "the simulation task")
+            report.result = _wait_result(client, fut, deadline, "run", stages, "the simulation task")
             holders = client.who_has([fut]).get(fut.key) or ()
             report.worker = next(iter(holders), report.worker)
         done("run")

@@ -97,3 +97,24 @@ def test_explicit_registry_credentials_are_used_for_the_push(tmp_path) -> None:
         secured.stop()
     assert wrong.stage == "push" and secured.address in wrong.error
     assert right.bundle_ref is not None and right.stage == "connect", "push succeeds; nothing listens at connect"
+
+
+def test_a_run_that_times_out_says_where_the_task_was(tmp_path, registry, make_bundle) -> None:
+    """A hung simulation is named by the worker and the line it is on; a cluster whose threads are all
+    taken is named as such. A cluster of its own: the hung task keeps its worker thread until stopped."""
+    slow = make_bundle("slowpoke", {"sim.py": "import time\n\ndef run(params, seed):\n    time.sleep(120)\n"})
+    own = start_dask(tmp_path / "slow", workers=1, nthreads=1,
+                     worker_env={"MODELOPS_BUNDLE_REGISTRY": registry.address,
+                                 "MODELOPS_BUNDLE_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        hung = run_smoke_test(bundle=slow, registry=registry.address, scheduler=own.scheduler_address, timeout=8)
+        queued = run_smoke_test(bundle=None, registry=registry.address, scheduler=own.scheduler_address, timeout=4)
+    finally:
+        own.stop()
+    assert not hung.passed and hung.stage == "run", hung.error
+    assert "did not finish within 8 s (timeout); it was running on worker tcp://127.0.0.1:" in hung.error
+    assert "time.sleep(120)" in hung.error, hung.error
+    assert not queued.passed and queued.stage == "fetch", queued.error
+    # the hung task was cancelled, so the scheduler forgot it, but it still holds the only thread
+    assert "it was waiting on worker tcp://127.0.0.1:" in queued.error, queued.error
+    assert "whose threads ran 1 other task(s)" in queued.error and "time.sleep(120)" in queued.error, queued.error
