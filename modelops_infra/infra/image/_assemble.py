@@ -62,24 +62,15 @@ from modelops_infra.infra.image._manifests import (
 )
 from modelops_infra.infra.image._venv import WorkerInstall, build_venv, find_build_python
 
-__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "registry_host", "resolve_base",
+__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "resolve_base",
            "resolve_base_digest"]
 
 log = logging.getLogger(__name__)
 ClientFactory = Callable[[str, BasicCredentials | None], RegistryClient]
 
 
-#: Hosts whose registry API lives elsewhere (``docker.io/library/python`` is served by registry-1.docker.io).
-_REGISTRY_API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
-
-
-def registry_host(registry: str) -> str:
-    """The host that serves the registry API for the registry named in a reference."""
-    return _REGISTRY_API_HOSTS.get(registry, registry)
-
-
 def _client(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
-    return RegistryClient(registry_host(registry), credentials=credentials, timeout=120.0)
+    return RegistryClient(registry, credentials=credentials, timeout=120.0)  # docker.io: see RegistryHost.api_netloc
 
 
 @dataclass(frozen=True)
@@ -211,7 +202,7 @@ def _copy_base_layers(base: BaseImage, base_client: RegistryClient, target: Regi
                       blobs: Path) -> tuple[int, int]:
     """Make every base layer present in the target repository; returns (mounted, copied)."""
     mounted = copied = 0
-    same_registry = registry_host(base.reference.registry or "") == target.registry
+    same_registry = base_client.host.api_netloc == target.host.api_netloc
     for desc in base.manifest.layers:
         if target.blob_exists(repository, desc.digest):
             continue

@@ -82,13 +82,12 @@ def _client_factory(props: dict[str, Any]) -> ClientFactory:
     """Registry clients for the build: plain HTTP to the target when ``insecure``, the base as usual."""
     from modelops_infra.bundles._reference import Reference
     from modelops_infra.bundles._registry import RegistryClient
-    from modelops_infra.infra.image._assemble import registry_host
 
     target_registry = Reference.parse(props["target"]).registry if props.get("insecure") else None
 
     def factory(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
         insecure = True if target_registry is not None and registry == target_registry else None
-        return RegistryClient(registry_host(registry), credentials=credentials, timeout=120.0, insecure=insecure)
+        return RegistryClient(registry, credentials=credentials, timeout=120.0, insecure=insecure)
 
     return factory
 
@@ -99,7 +98,7 @@ class WorkerImageProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         from modelops_infra.bundles._registry import RegistryClient
         from modelops_infra.errors import ModelOpsError
-        from modelops_infra.infra.image._assemble import parse_base, registry_host, resolve_base_digest
+        from modelops_infra.infra.image._assemble import parse_base, resolve_base_digest
 
         failures: list[CheckFailure] = []
         target = news.get("target")
@@ -112,7 +111,7 @@ class WorkerImageProvider(ResourceProvider):
         elif _known(base):
             try:
                 ref = parse_base(base)
-                with RegistryClient(registry_host(ref.registry or ""), timeout=30.0) as client:
+                with RegistryClient(ref.registry or "", timeout=30.0) as client:
                     news = {**news, "base_digest": resolve_base_digest(base, ref, client)}
             except ModelOpsError as exc:
                 failures.append(CheckFailure("base_image", exc.render()))
