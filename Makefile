@@ -73,7 +73,7 @@ wheelhouse: venv
 
 # Docker engine and mmdebstrap (Debian packages), and a bookworm + python3 root file system built once
 # into the tools cache: the worker-image tests push it to their registry as the base image and run the
-# image with their own dockerd (tests/image/). No public container registry is needed.
+# image with their own dockerd (tests/infra/image/). No public container registry is needed.
 container-tools:
 	@mkdir -p $(ROOT)/.modelops
 	@tar=$$($(ROOT)/scripts/container-tools.sh) && echo "$$tar" > $(ROOT)/.modelops/base-rootfs

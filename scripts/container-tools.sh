@@ -4,7 +4,7 @@
 # Contract:
 #   - Installs the Debian packages `docker.io` (dockerd, containerd, runc) and
 #     `mmdebstrap` when their commands are missing. The tests start their own
-#     dockerd (tests/image/docker.py); this script starts no daemon.
+#     dockerd (harness/images.py); this script starts no daemon.
 #   - Prints exactly one line on stdout: the absolute path of a root file system
 #     tarball, ${MODELOPS_TOOLS_CACHE:-$HOME/.cache/modelops}/base-images/<name>/rootfs.tar:
 #     a minimal Debian bookworm with python3 (3.11), python3-venv and

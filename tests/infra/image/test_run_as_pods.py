@@ -2,7 +2,7 @@
 
 The containers get the spec's user, read-only root, dropped capabilities,
 no-new-privileges, env, command, and tmpfs mounts where the spec has
-``emptyDir`` volumes (tests/image/pods.py translates). Networking is the
+``emptyDir`` volumes (tests/infra/image/pods.py translates). Networking is the
 host's, so the spec's fixed ports are rewritten to free ones.
 """
 
@@ -22,7 +22,7 @@ from harness.services import Registry, free_port
 from modelops_infra.client import run_smoke_test
 from modelops_infra.infra.kubernetes import specs
 from modelops_infra.infra.quantities import bundle_cache_cap, parse_memory
-from tests.image.pods import docker_run_argv
+from tests.infra.image.pods import docker_run_argv
 
 WORKER_MEMORY = "2Gi"
 EMPTY_DIRS = (specs.TMP_DIR, specs.BUNDLE_CACHE_DIR)

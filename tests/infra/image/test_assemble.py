@@ -13,7 +13,7 @@ from harness.services import Registry, free_port
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.errors import ImageBuildError
 from modelops_infra.infra.image import BuiltImage, WorkerInstall, build_worker_image
-from tests.image.conftest import EXTRA_PACKAGES, WORKER_REPOSITORY
+from tests.infra.image.conftest import EXTRA_PACKAGES, WORKER_REPOSITORY
 
 
 def _blob_puts(registry: Registry) -> int:
