@@ -306,7 +306,7 @@ class RegistryClient:
         *,
         repository: str,
         actions: str = "pull",
-        what: str,
+        subject: str,
         ok: tuple[int, ...] = (200,),
         body: Callable[[], Any] | None = None,
         allow_missing: bool = False,
@@ -316,7 +316,7 @@ class RegistryClient:
         """Send one request with auth and bounded retries; map failures to named errors.
 
         ``body`` is a factory so that a retried upload re-reads its data from the start.
-        ``what`` names the object for error messages (e.g. ``"manifest modelops/bundles:latest"``).
+        ``subject`` names the object for error messages (e.g. ``"manifest modelops/bundles:latest"``).
         With ``stream=False`` the response body is read (at most 1 MiB, else
         :class:`RegistryError` naming the URL) and dropped: only status and headers are kept.
         """
@@ -352,17 +352,17 @@ class RegistryClient:
                 f" (the answer came from {redact(resp.url)}, a redirect target outside the registry, which is never"
                 " sent the registry's credentials)")
             raise RegistryAuthError(
-                f"registry {self.registry} refused {method} on {what}: HTTP {resp.status_code}{detail}{foreign}; "
+                f"registry {self.registry} refused {method} on {subject}: HTTP {resp.status_code}{detail}{foreign}; "
                 f"credentials tried: {self._auth.describe()}",
                 hint="set REGISTRY_USERNAME/REGISTRY_PASSWORD or log in with 'docker login'",
                 registry=self.registry,
             )
         if resp.status_code == 404:
             raise RegistryNotFoundError(
-                f"{what} not found in registry {self.registry}{detail}", registry=self.registry
+                f"{subject} not found in registry {self.registry}{detail}", registry=self.registry
             )
         raise RegistryError(
-            f"registry {self.registry}: {method} on {what} returned HTTP {resp.status_code}{detail}",
+            f"registry {self.registry}: {method} on {subject} returned HTTP {resp.status_code}{detail}",
             registry=self.registry,
         )
 
@@ -401,30 +401,30 @@ class RegistryClient:
 
     def ping(self) -> None:
         """Check the registry answers ``/v2/`` (auth challenges count as alive)."""
-        self.request("GET", "/v2/", repository="", what="/v2/", ok=(200, 401))
+        self.request("GET", "/v2/", repository="", subject="/v2/", ok=(200, 401))
 
     def blob_exists(self, repository: str, digest: str) -> bool:
         check_repository(repository)
         validate_digest(digest)
         resp = self.request(
             "HEAD", f"/v2/{repository}/blobs/{digest}", repository=repository, actions="pull,push",
-            what=f"blob {repository}@{digest}", allow_missing=True,
+            subject=f"blob {repository}@{digest}", allow_missing=True,
         )
         return resp.status_code == 200
 
-    def _upload_location(self, location: str | None, repository: str, what: str) -> str:
+    def _upload_location(self, location: str | None, repository: str, subject: str) -> str:
         """The absolute upload URL from a ``Location`` header; an ``http`` one on a TLS registry is refused."""
         if not location:
-            raise RegistryError(f"registry {self.registry} gave no upload location for {what}", registry=self.registry)
+            raise RegistryError(f"registry {self.registry} gave no upload location for {subject}", registry=self.registry)
         url = urljoin(self._url(f"/v2/{repository}/blobs/uploads/"), location)
         scheme = urlsplit(url).scheme
         if scheme not in ("http", "https"):
-            raise RegistryError(f"registry {self.registry} gave upload location {redact(url)!r} for {what},"
+            raise RegistryError(f"registry {self.registry} gave upload location {redact(url)!r} for {subject},"
                                 " which is not an http(s) URL", registry=self.registry)
         if scheme == "http" and self.scheme == "https":
             raise RegistryError(
                 f"registry {self.registry} is reached over TLS but gave the plain-HTTP upload location {redact(url)}"
-                f" for {what}; refusing to send the blob there", registry=self.registry)
+                f" for {subject}; refusing to send the blob there", registry=self.registry)
         if not self._auth.owns(url):
             log.debug("upload location %s is outside registry %s: no credentials go there", redact(url),
                       self.registry)
@@ -438,11 +438,11 @@ class RegistryClient:
             if progress:
                 progress(desc.size)
             return False
-        what = f"blob upload {repository}@{desc.digest}"
+        subject = f"blob upload {repository}@{desc.digest}"
         start = self.request(
-            "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, actions="pull,push", what=what, ok=(202,)
+            "POST", f"/v2/{repository}/blobs/uploads/", repository=repository, actions="pull,push", subject=subject, ok=(202,)
         )
-        location = self._upload_location(start.headers.get("Location"), repository, what)
+        location = self._upload_location(start.headers.get("Location"), repository, subject)
         sep = "&" if "?" in location else "?"
         report = _Progress(progress)
         handles: list[BinaryIO] = []
@@ -455,7 +455,7 @@ class RegistryClient:
         try:
             self.request(
                 "PUT", f"{location}{sep}digest={desc.digest}", repository=repository, actions="pull,push",
-                what=what, ok=(201,), body=body,
+                subject=subject, ok=(201,), body=body,
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
             )
         finally:
@@ -471,7 +471,7 @@ class RegistryClient:
         expected = digest_bytes(raw)
         resp = self.request(
             "PUT", f"/v2/{repository}/manifests/{reference}", repository=repository, actions="pull,push",
-            what=f"manifest {repository}:{reference}", ok=(201,), body=lambda: raw,
+            subject=f"manifest {repository}:{reference}", ok=(201,), body=lambda: raw,
             headers={"Content-Type": media_type},
         )
         reported = resp.headers.get("Docker-Content-Digest", expected)
@@ -483,14 +483,14 @@ class RegistryClient:
         """Resolve a tag to its manifest digest (on the client; workers only see digests)."""
         check_repository(repository)
         _check_reference(tag)
-        what = f"manifest {repository}:{tag}"
+        subject = f"manifest {repository}:{tag}"
         resp = self.request(
-            "HEAD", f"/v2/{repository}/manifests/{tag}", repository=repository, what=what, headers={"Accept": _ACCEPT}
+            "HEAD", f"/v2/{repository}/manifests/{tag}", repository=repository, subject=subject, headers={"Accept": _ACCEPT}
         )
         digest = resp.headers.get("Docker-Content-Digest")
         if digest:
             if not DIGEST_RE.match(digest):
-                raise IntegrityError(f"registry {self.registry} reported digest {digest!r} for {what}, which is not"
+                raise IntegrityError(f"registry {self.registry} reported digest {digest!r} for {subject}, which is not"
                                      " sha256:<64 lowercase hex>")
             return digest
         raw, _ = self.get_manifest(repository, tag)
@@ -500,14 +500,14 @@ class RegistryClient:
         """Fetch manifest bytes (at most 4 MiB); when ``reference`` is a digest, verify it. Returns (bytes, media type)."""
         check_repository(repository)
         _check_reference(reference)
-        what = f"manifest {repository}@{reference}" if reference.startswith("sha256:") else f"manifest {repository}:{reference}"
+        subject = f"manifest {repository}@{reference}" if reference.startswith("sha256:") else f"manifest {repository}:{reference}"
         path = f"/v2/{repository}/manifests/{reference}"
-        resp = self.request("GET", path, repository=repository, what=what, headers={"Accept": _ACCEPT}, stream=True)
+        resp = self.request("GET", path, repository=repository, subject=subject, headers={"Accept": _ACCEPT}, stream=True)
         raw = self._read_body(resp, _MAX_MANIFEST, "GET", self._url(path))
         if raw is None:
-            raise IntegrityError(f"{what} is larger than {_MAX_MANIFEST} bytes; refusing it")
+            raise IntegrityError(f"{subject} is larger than {_MAX_MANIFEST} bytes; refusing it")
         if reference.startswith("sha256:") and digest_bytes(raw) != reference:
-            raise IntegrityError(f"integrity error on {reference}: {what} has digest {digest_bytes(raw)}")
+            raise IntegrityError(f"integrity error on {reference}: {subject} has digest {digest_bytes(raw)}")
         return raw, resp.headers.get("Content-Type", MANIFEST_MEDIA_TYPE)
 
     def _blob_response(self, repository: str, digest: str) -> requests.Response:
@@ -517,7 +517,7 @@ class RegistryClient:
             raise IntegrityError(f"blob digest {digest!r} in a manifest of {self.registry}/{repository} is not"
                                  " sha256:<64 lowercase hex>", digest=digest)
         return self.request("GET", f"/v2/{repository}/blobs/{digest}", repository=repository,
-                            what=f"blob {repository}@{digest}", stream=True)
+                            subject=f"blob {repository}@{digest}", stream=True)
 
     def download_deadline(self, size: int) -> float:
         """Seconds a ``size``-byte download may take in all: ``timeout`` plus ``size`` at :attr:`min_rate`."""
@@ -592,24 +592,24 @@ class RegistryClient:
 
         Returns (bytes, media type). Schema 1 is never asked for.
         """
-        what = f"image {repository}@{reference}" if reference.startswith("sha256:") else f"image {repository}:{reference}"
+        subject = f"image {repository}@{reference}" if reference.startswith("sha256:") else f"image {repository}:{reference}"
         resp = self.request(
-            "GET", f"/v2/{repository}/manifests/{reference}", repository=repository, what=what,
+            "GET", f"/v2/{repository}/manifests/{reference}", repository=repository, subject=subject,
             headers={"Accept": self._IMAGE_ACCEPT}, stream=True,
         )
         with resp:
             raw = resp.raw.read(_MAX_MANIFEST + 1, decode_content=True)
         if len(raw) > _MAX_MANIFEST:
-            raise IntegrityError(f"{what} is larger than {_MAX_MANIFEST} bytes; refusing it")
+            raise IntegrityError(f"{subject} is larger than {_MAX_MANIFEST} bytes; refusing it")
         if reference.startswith("sha256:") and digest_bytes(raw) != reference:
-            raise IntegrityError(f"integrity error on {reference}: {what} has digest {digest_bytes(raw)}")
+            raise IntegrityError(f"integrity error on {reference}: {subject} has digest {digest_bytes(raw)}")
         return raw, resp.headers.get("Content-Type", "").split(";")[0].strip()
 
     def manifest_exists(self, repository: str, digest: str) -> bool:
         """Whether the repository holds the manifest ``digest`` (any image or artifact media type)."""
         resp = self.request(
             "HEAD", f"/v2/{repository}/manifests/{digest}", repository=repository, actions="pull,push",
-            what=f"manifest {repository}@{digest}", headers={"Accept": self._IMAGE_ACCEPT}, allow_missing=True,
+            subject=f"manifest {repository}@{digest}", headers={"Accept": self._IMAGE_ACCEPT}, allow_missing=True,
         )
         return resp.status_code == 200
 
@@ -621,10 +621,10 @@ class RegistryClient:
         cancelled and ``False`` returned, so the caller copies the blob.
         """
         validate_digest(digest)
-        what = f"blob mount {from_repository}@{digest} into {repository}"
+        subject = f"blob mount {from_repository}@{digest} into {repository}"
         resp = self.request(
             "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
-            repository=repository, actions="pull,push", what=what, ok=(201, 202),
+            repository=repository, actions="pull,push", subject=subject, ok=(201, 202),
         )
         resp.close()
         if resp.status_code == 201:
@@ -633,7 +633,7 @@ class RegistryClient:
         if location:
             cancel = self.request(
                 "DELETE", location if not location.startswith("/") else self._url(location), repository=repository,
-                actions="pull,push", what=f"cancel of {what}", ok=(202, 204), allow_missing=True,
+                actions="pull,push", subject=f"cancel of {subject}", ok=(202, 204), allow_missing=True,
             )
             cancel.close()
         return False

@@ -90,7 +90,7 @@ def trickle(h: Handler, data: bytes) -> None:
 @pytest.mark.parametrize(("what", "respond", "call", "error"), [
     ("the /v2/ ping body", lambda h: endless(h), lambda c: c.ping(), RegistryError),
     ("an upload reply body", lambda h: h.reply(404) if h.command == "HEAD" else endless(h, status=202),
-     lambda c: c.request("POST", "/v2/a/blobs/uploads/", repository="a", what="upload", ok=(202,)), RegistryError),
+     lambda c: c.request("POST", "/v2/a/blobs/uploads/", repository="a", subject="upload", ok=(202,)), RegistryError),
 ])
 def test_an_endless_body_fails_fast_naming_the_url(what, respond, call, error):
     with fake_server(respond) as server, RegistryClient(server.address, environ={}) as client:
