@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelops_infra.errors import BundleValidationError
+
 __all__ = ["IGNORE_FILE", "BundleFile", "BundleScan", "IgnoreRules", "list_bundle_files", "scan_bundle"]
 
 IGNORE_FILE = ".bundleignore"
@@ -67,14 +69,30 @@ class IgnoreRules:
 
     @classmethod
     def for_directory(cls, root: Path) -> IgnoreRules:
+        """The rules of ``root/.bundleignore``; raises :class:`BundleValidationError` if it is not UTF-8 text."""
         path = root / IGNORE_FILE
         if not path.is_file():
             return cls([])
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_ignore_file(path).splitlines()
         return cls([ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", "!"))])
 
     def ignored(self, rel: str, *, is_dir: bool) -> bool:
         return any(p.regex.match(rel) and (is_dir or not p.dir_only) for p in self._compiled)
+
+
+def read_ignore_file(path: Path) -> str:
+    """The text of an ignore file; :class:`BundleValidationError` naming it and the byte if not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise BundleValidationError(problem, problems=[problem]) from None
+
+
+def printable(path: Path | str) -> str:
+    """``path`` as text that can always be printed: bytes that are not UTF-8 shown as ``\\xff`` (pure)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,12 @@ def scan_bundle(root: Path, rules: IgnoreRules | None = None, *, exclude: Sequen
 
 
 def _add(root: Path, rel: str, full: Path, files: list[BundleFile], problems: list[str]) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk gave undecodable bytes as surrogates
+        problems.append(f"{printable(full)}: the name is not UTF-8; paths in a bundle (tar headers, OCI"
+                        " annotations) must be UTF-8, rename it or add it to .bundleignore")
+        return
     try:
         st = full.lstat()
     except OSError as exc:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelops_infra.bundles._envspec import EnvironmentSpec, find_environment
-from modelops_infra.bundles._ignore import IGNORE_FILE, BundleFile, scan_bundle
+from modelops_infra.bundles._ignore import IGNORE_FILE, BundleFile, read_ignore_file, scan_bundle
 from modelops_infra.bundles._manifest import MANIFEST_FILE, BundleManifest, parse_manifest
 from modelops_infra.bundles._settings import BundleSettings
 from modelops_infra.errors import BundleValidationError
@@ -109,7 +109,12 @@ def validate_bundle(path: Path | str, *, exclude: Sequence[Path] | None = None) 
         report.warnings.extend(report.environment.warnings)
     ignore_path = root / IGNORE_FILE
     if ignore_path.is_file():
-        for lineno, line in enumerate(ignore_path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            ignore_text = read_ignore_file(ignore_path)
+        except BundleValidationError as exc:
+            report.problems.extend(exc.problems)
+            return report  # the packing rules cannot be known, so neither can the files
+        for lineno, line in enumerate(ignore_text.splitlines(), start=1):
             if line.strip().startswith("!"):
                 report.problems.append(f"{ignore_path}:{lineno}: negated patterns ('!') are not supported")
     scan = scan_bundle(root, exclude=tool_dirs() if exclude is None else exclude)

@@ -158,3 +158,28 @@ def test_the_library_probe_refuses_a_malformed_address_without_creating_a_client
     assert time.monotonic() - started < 1
 
 
+
+
+def _bundle_with(make_bundle, case: str):  # type: ignore[no-untyped-def]
+    """A valid bundle plus one thing that is not UTF-8: its .bundleignore, or a large file's name."""
+    import os
+
+    root = make_bundle("notutf8")
+    if case == "ignore":
+        (root / ".bundleignore").write_bytes(b"data/*.tmp\n\xff\xfe bad\n")
+        return root, ".bundleignore: not UTF-8 text (invalid start byte at byte 11)"
+    (root / "data").mkdir()
+    with open(os.path.join(os.fsencode(root / "data"), b"big\xff.bin"), "wb") as out:
+        out.write(os.urandom(3 * 1024 * 1024))  # large: it would be its own blob, titled by its name
+    return root, "data/big\\xff.bin: the name is not UTF-8"
+
+
+@pytest.mark.parametrize("case", ["ignore", "large-file-name"])
+@pytest.mark.parametrize("command", ["validate", "push"])
+def test_what_is_not_utf8_in_a_bundle_is_a_validation_problem_naming_it(mops, make_bundle, case, command):
+    root, needle = _bundle_with(make_bundle, case)
+    args = ["bundle", command, str(root)] + (["--registry", "127.0.0.1:5000"] if command == "push" else [])
+    result = mops(*args)
+    assert result.exit_code == ExitCode.FAILURE, result.output
+    assert needle in result.output, result.output
+    one_error_line(result)
