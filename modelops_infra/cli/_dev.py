@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 
 from modelops_infra.cli._bundle import validate
 from modelops_infra.cli._console import echo_json
+from modelops_infra.client import DEFAULT_SCHEDULER, resolve_scheduler
 from modelops_infra.errors import SmokeTestError
 
-__all__ = ["DEFAULT_SCHEDULER", "dev_app", "resolve_scheduler"]
+__all__ = ["dev_app"]
 
-DEFAULT_SCHEDULER = "tcp://localhost:8786"
 
 dev_app = typer.Typer(help="Developer checks: validate a bundle, smoke-test a cluster, test the connection.",
                       no_args_is_help=True)
@@ -26,25 +24,6 @@ _SCHEDULER = typer.Option(None, "--scheduler", "-s", show_default=False,
                           help=f"Dask scheduler address. Default: $DASK_SCHEDULER, then the scheduler in"
                                f" ~/.modelops/bundle-env/<env>.yaml, then {DEFAULT_SCHEDULER}.")
 _ENV = typer.Option("dev", "--env", help="Environment whose registry and scheduler to use by default.")
-
-
-def resolve_scheduler(option: str | None, env: str, environ: Mapping[str, str] | None = None) -> str:
-    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default.
-
-    The address is checked where it came from: a malformed one is a :class:`ConfigurationError`
-    naming its source, raised at once, before any connection is tried.
-    """
-    from modelops_infra.client import check_scheduler_address, load_bundle_env
-
-    environ = os.environ if environ is None else environ
-    if option:
-        return check_scheduler_address(option, source="--scheduler")
-    if environ.get("DASK_SCHEDULER"):
-        return check_scheduler_address(environ["DASK_SCHEDULER"], source="DASK_SCHEDULER")
-    loaded = load_bundle_env(env, environ=environ)
-    if loaded is not None and loaded.scheduler_address:
-        return check_scheduler_address(loaded.scheduler_address, source=f"{loaded.path}: scheduler.address")
-    return DEFAULT_SCHEDULER
 
 
 @dev_app.command("smoke-test")
@@ -67,8 +46,7 @@ def smoke_test(
     the error boundary, the one place that prints the stage.
     """
     from modelops_infra.bundles import BundleSettings, RegistryHost
-    from modelops_infra.client import get_registry_url
-    from modelops_infra.client._smoketest import run_smoke_test
+    from modelops_infra.client import get_registry_url, run_smoke_test
 
     settings = BundleSettings.from_env()
     target = str(RegistryHost.parse(registry, source="--registry")) if registry else get_registry_url(env)
@@ -105,7 +83,7 @@ def test_connection(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Connect to the Dask scheduler and print its worker count; exit 1 if it cannot be reached."""
-    from modelops_infra.client._smoketest import probe_scheduler
+    from modelops_infra.client import probe_scheduler
 
     probe = probe_scheduler(resolve_scheduler(scheduler, env), timeout=timeout)
     if as_json:

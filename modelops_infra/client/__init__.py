@@ -1,25 +1,9 @@
-"""Client side: ``SimTask``, ``DaskSimulationService`` and registry discovery."""
+"""Client side: ``SimTask``, ``DaskSimulationService``, registry and scheduler discovery, the smoke test.
 
-from modelops_infra.client._discovery import (
-    BundleEnv,
-    bundle_env_path,
-    check_scheduler_address,
-    get_registry_url,
-    load_bundle_env,
-    write_bundle_env,
-)
-from modelops_infra.client._service import DaskSimulationService, ServiceConfig
-from modelops_infra.client._smoketest import (
-    STAGES,
-    ClusterProbe,
-    SmokeTestReport,
-    probe_scheduler,
-    run_smoke_test,
-)
-from modelops_infra.client._task import SimTask, task_key
+Each public name is imported on first use (declared once, in ``__init__.pyi``), so the CLI can
+import discovery without importing Dask.
+"""
 
-__all__ = [
-    "STAGES", "BundleEnv", "ClusterProbe", "DaskSimulationService", "ServiceConfig", "SimTask", "SmokeTestReport",
-    "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env", "probe_scheduler", "run_smoke_test", "task_key",
-    "write_bundle_env",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

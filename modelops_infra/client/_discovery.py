@@ -21,7 +21,10 @@ from modelops_infra.bundles import RegistryHost
 from modelops_infra.errors import ConfigurationError
 
 __all__ = ["BundleEnv", "bundle_env_path", "check_scheduler_address", "get_registry_url", "load_bundle_env",
-           "scheduler_problem", "write_bundle_env"]
+           "resolve_scheduler", "scheduler_problem", "write_bundle_env", "DEFAULT_SCHEDULER"]
+
+#: Where ``resolve_scheduler`` ends when nothing names a scheduler: a scheduler on this machine.
+DEFAULT_SCHEDULER = "tcp://localhost:8786"
 
 
 def scheduler_problem(address: str) -> str | None:
@@ -140,3 +143,20 @@ def write_bundle_env(env: str, registry: str, scheduler_address: str | None = No
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def resolve_scheduler(option: str | None, env: str, environ: Mapping[str, str] | None = None) -> str:
+    """``--scheduler``, else ``DASK_SCHEDULER``, else the env file's ``scheduler.address``, else the default.
+
+    The address is checked where it came from: a malformed one is a :class:`ConfigurationError`
+    naming its source, raised at once, before any connection is tried.
+    """
+    environ = os.environ if environ is None else environ
+    if option:
+        return check_scheduler_address(option, source="--scheduler")
+    if environ.get("DASK_SCHEDULER"):
+        return check_scheduler_address(environ["DASK_SCHEDULER"], source="DASK_SCHEDULER")
+    loaded = load_bundle_env(env, environ=environ)
+    if loaded is not None and loaded.scheduler_address:
+        return check_scheduler_address(loaded.scheduler_address, source=f"{loaded.path}: scheduler.address")
+    return DEFAULT_SCHEDULER

@@ -42,10 +42,8 @@ CLOUDS = ("azure", "kubernetes", "local")
 #: Keys that only the kubernetes cloud reads; set on another cloud they are an error, not ignored.
 _KUBERNETES_ONLY_KEYS = ("kubernetes", "kubeconfig", "registryPassword")
 
-#: The worker image's default base: a slim official Python image of the clients' Python version, pinned
-#: by digest so a deploy builds on exactly this base (the tag is kept for readers; the digest decides).
-#: This machine cannot reach Docker Hub: the digest is the one a public record states it checked
-#: against Docker Hub. Refresh with ``crane digest`` or ``docker buildx imagetools inspect`` of the tag.
+#: The worker image's default base: the official slim Python of the clients' version, pinned by digest (the tag
+#: is for readers). Taken from a public record checked against Docker Hub, which this machine cannot reach.
 DEFAULT_BASE_IMAGE = ("docker.io/library/python:3.11-slim-bookworm"
                       "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91")
 #: Installed into the worker image beside ``modelops-infra[azure]`` and uv (bokeh renders the dashboard).

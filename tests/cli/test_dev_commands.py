@@ -9,7 +9,7 @@ import yaml
 
 from harness.services import free_port
 from modelops_infra.cli import ExitCode
-from modelops_infra.cli._dev import DEFAULT_SCHEDULER, resolve_scheduler
+from modelops_infra.client import DEFAULT_SCHEDULER, resolve_scheduler
 
 RAISING = {"sim.py": "def run(params, seed):\n    raise RuntimeError('boom from inside the bundle')\n"}
 
