@@ -16,7 +16,6 @@ hides the value; no error message quotes them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,11 +30,9 @@ from modelops_infra.infra.quantities import bundle_cache_cap, parse_cpu, parse_m
 __all__ = [
     "AksConfig", "AutoscaleConfig", "CLOUDS", "CONFIG_NAMESPACE", "ConfigSource", "KubernetesConfig",
     "KubernetesRegistryConfig", "LocalConfig", "REGISTRY_SKUS", "RegistryConfig", "SchedulerConfig", "SecretText",
-    "SmokeTestConfig", "StackConfig", "SystemPoolConfig", "WorkerPoolConfig", "WorkspaceConfig",
-    "load_stack_config", "parse_stack_config",
+    "SmokeTestConfig", "StackConfig", "SystemPoolConfig", "WorkerPoolConfig", "WorkspaceConfig", "load_stack_config",
+    "parse_stack_config",
 ]
-
-logger = logging.getLogger(__name__)
 
 REGISTRY_SKUS = ("Basic", "Standard", "Premium")
 CLOUDS = ("azure", "kubernetes", "local")
@@ -215,9 +212,7 @@ def load_stack_config(source: ConfigSource | None = None) -> StackConfig:
     """
     import pulumi
 
-    cfg = parse_stack_config(read_top_level(StackConfig, source or pulumi.Config(CONFIG_NAMESPACE)))
-    logger.debug("loaded stack config: %s", cfg)
-    return cfg
+    return parse_stack_config(read_top_level(StackConfig, source or pulumi.Config(CONFIG_NAMESPACE)))
 
 
 def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
