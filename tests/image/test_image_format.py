@@ -77,7 +77,8 @@ def test_the_worker_config_keeps_the_base_layers_and_sets_env_user_workdir_and_c
     base = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
             "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Entrypoint": ["/init"], "Cmd": ["python3"]},
             "rootfs": {"type": "layers", "diff_ids": [D1]}, "history": [{"created_by": "base"}]}
-    config = json.loads(worker_config(base, diff_id=D2, settings=ImageSettings(), created_by="venv"))
+    D3 = "sha256:" + "3" * 64
+    config = json.loads(worker_config(base, layers=[(D2, "dependencies"), (D3, "worker")], settings=ImageSettings()))
     env = dict(e.split("=", 1) for e in config["config"]["Env"])
     assert env["PATH"] == "/opt/venv/bin:/usr/bin:/bin"
     assert env["MODELOPS_BUNDLE_CACHE_DIR"] == "/var/cache/modelops/bundles"
@@ -85,8 +86,8 @@ def test_the_worker_config_keeps_the_base_layers_and_sets_env_user_workdir_and_c
     assert config["config"]["User"] == "1000:1000"
     assert config["config"]["WorkingDir"] == "/tmp"
     assert config["config"]["Cmd"] == ["dask", "worker", "--help"] and "Entrypoint" not in config["config"]
-    assert config["rootfs"]["diff_ids"] == [D1, D2]
-    assert [h["created_by"] for h in config["history"]] == ["base", "venv"]
+    assert config["rootfs"]["diff_ids"] == [D1, D2, D3]
+    assert [h["created_by"] for h in config["history"]] == ["base", "dependencies", "worker"]
     assert config["created"] == "1970-01-01T00:00:00Z", "no wall-clock time may enter the config"
 
 
