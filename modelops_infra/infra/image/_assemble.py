@@ -1,4 +1,4 @@
-"""Assemble the worker image without a container daemon: base layers + one venv layer, pushed by digest.
+"""Assemble the worker image without a container daemon: base layers + two venv layers, pushed by digest.
 
 ::
 
@@ -6,15 +6,26 @@
     ──────────────────────────         ─────────────────────────────────────────
     index ─► linux/amd64 manifest ─►   base layers: skipped if present, else
              config (Python found)     cross-mounted (same registry) or copied
-                                       + 1 layer: /opt/venv (relocatable, reproducible)
+                                       + dependencies layer: /opt/venv less modelops-infra
+                                         (local cache, keyed by the resolved pins)
+                                       + worker-install layer: modelops-infra's files
+                                         in /opt/venv (+ the bundle cache's mount point)
                                        + config (Env, User 1000:1000, WorkingDir, Cmd)
                                        + OCI manifest  ─►  registry/repo@sha256:…
 
+The venv is split so that a source edit is cheap: the dependencies layer
+(tens of MB) changes only when the resolved dependencies, the Python, the base
+interpreter or the extra packages do, and is then taken from
+:class:`~._layercache.LayerCache` instead of being installed and packed again;
+its blob, already in the target, is not uploaded. Only the worker-install
+layer (under a MB) is rebuilt and uploaded, with the config and the manifest.
+
 All registry I/O goes through :class:`~modelops_infra.bundles.RegistryClient`,
 so a push to ACR uses the deployer's Entra ID token exchange, with no admin user.
-The same base and the same install give the same digest: the layer is packed
-reproducibly and no wall-clock time goes into config or manifest. A second
-build of an unchanged install uploads nothing.
+The same base and the same install give the same digest, whether or not the
+layer cache held the dependencies: both layers are packed reproducibly and no
+wall-clock time goes into config or manifest. A second build of an unchanged
+install uploads nothing.
 
 Errors are :class:`~modelops_infra.errors.ImageBuildError`, with ``stage``
 (base, python, install, layer, push) and ``input`` naming what to fix.
@@ -31,6 +42,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,19 +259,24 @@ class _VenvLayers:
     cached: bool  # the dependencies layer came from the local cache: their venv was not built
 
 
-def _venv_layers(install: WorkerInstall, python: PythonInstall, work: Path, cache: LayerCache,
-                 in_target: Callable[[str], bool], *, build_python: str, python_version: str, settings: ImageSettings,
-                 compresslevel: int, lap: Callable[[str], None]) -> _VenvLayers:
-    """Build (or take from ``cache``) the dependencies layer, and build the worker-install layer.
+def _venv_layers(install: WorkerInstall, wheel: Path, python: PythonInstall, work: Path, cache: LayerCache,
+                 in_target: Callable[[str], bool], pool: Executor, *, build_python: str, python_version: str,
+                 settings: ImageSettings, compresslevel: int, lap: Callable[[str], None]) -> _VenvLayers:
+    """Build (or take from ``cache``) the dependencies layer, and build the worker-install layer from ``wheel``.
 
-    A cached dependencies layer whose blob the target lacks is re-hashed before
-    it is used (it will be uploaded from the cache); a corrupt one is rebuilt.
-    Timings: ``wheel``, ``resolve``, ``dependencies`` and ``dependencies_layer``
-    (only when built), ``worker_install``, ``layer``.
+    The dependencies are resolved (in ``pool``) while the wheel is installed on
+    its own. A cached dependencies layer whose blob the target lacks is
+    re-hashed before it is used (it will be uploaded from the cache); a corrupt
+    one is rebuilt. Timings: ``worker_install``, ``resolve`` (the wait for it),
+    ``dependencies`` and ``dependencies_layer`` (only when built), ``layer``.
     """
-    wheel = build_wheel(install, work, python=build_python)
-    lap("wheel")
-    pins = resolve_dependencies(install, wheel, work, python=build_python, python_version=python_version)
+    resolving = pool.submit(resolve_dependencies, install, wheel, work, python=build_python,
+                            python_version=python_version)
+    tree = work / "worker"
+    install_worker(install, wheel, tree, work, python=build_python, python_version=python_version,
+                   image_venv=settings.venv)
+    lap("worker_install")
+    pins = resolving.result()
     key = dependencies_key(pins=pins, python_version=python_version, platform=PYTHON_PLATFORM, venv=settings.venv,
                            python_path=python.path, extra_packages=install.extra_packages,
                            tools=tools_identity(build_python), compresslevel=compresslevel)
@@ -282,10 +299,6 @@ def _venv_layers(install: WorkerInstall, python: PythonInstall, work: Path, cach
         shutil.rmtree(venv)
         cache.put(key, dependencies)
         lap("dependencies_layer")
-    tree = work / "worker"
-    install_worker(install, wheel, tree, work, python=build_python, python_version=python_version,
-                   image_venv=settings.venv)
-    lap("worker_install")
     cache_parts = settings.bundle_cache_dir.strip("/").split("/")
     mount_points = [LayerEntry("/".join(cache_parts[:i])) for i in range(1, len(cache_parts) + 1)]
     try:
@@ -330,10 +343,18 @@ def build_worker_image(
     them. ``tag``, if given, also names the manifest (the result is always
     referenced by digest).
 
+    ``layer_cache`` is the directory of built dependency layers (default:
+    :func:`~._layercache.default_layer_cache_dir`, read at call time). A hit
+    skips installing the dependencies; the result is the same image.
+
     Idempotent: an unchanged base and install give the same digest, and nothing
-    is uploaded when the target already holds it. Leaves nothing on disk (its
-    work directory is removed); on failure the target may hold some blobs,
-    which the next build reuses. Raises :class:`ImageBuildError`.
+    is uploaded when the target already holds it. Leaves nothing on disk but
+    the layer cache's entry (its work directory is removed); on failure the
+    target may hold some blobs, which the next build reuses. Raises
+    :class:`ImageBuildError`. ``BuiltImage.timings`` has one entry per step
+    (``base``, ``base_layers``, ``wheel`` (the wait for the wheel, built
+    meanwhile), ``worker_install``, ``resolve``, ``dependencies`` and
+    ``dependencies_layer`` only when the dependencies were built, ``layer``, ``push``).
     """
     settings = settings or ImageSettings()
     python_version = python_version or "%d.%d" % sys.version_info[:2]
@@ -360,8 +381,13 @@ def build_worker_image(
     base_registry = parse_base(base).registry
     assert base_registry is not None
     try:
-        with client_factory(base_registry, base_credentials) as base_client, \
+        build_python = find_build_python(python_version)
+        # pool.__exit__ (last) waits for a job still running, so the work directory outlives it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelops-image") as pool, \
+                client_factory(base_registry, base_credentials) as base_client, \
                 client_factory(target_ref.registry, target_credentials) as target_client:
+            # The wheel builds while the base is fetched and its layers copied: neither needs the other.
+            building = pool.submit(build_wheel, install, work, python=build_python)
             image = resolve_base(base, base_client, blobs)
             lap("base")
             if image.python.version != python_version:
@@ -370,7 +396,6 @@ def build_worker_image(
                     f"must run Python {python_version}, the clients' version",
                     hint=f"choose a base image with Python {python_version}", stage="python", input="base_image",
                 )
-            build_python = find_build_python(python_version)
             install_hash = install.content_hash(python_version)
             repo = target_ref.repository
             uploaded_before = target_client.bytes_uploaded
@@ -388,9 +413,12 @@ def build_worker_image(
                     raise ImageBuildError(f"checking {target} for blob {digest}: {exc.message}", stage="push",
                                           input="target") from exc
 
-            layers = _venv_layers(install, image.python, work, LayerCache(layer_cache or default_layer_cache_dir()),
-                                  in_target, build_python=build_python, python_version=python_version,
-                                  settings=settings, compresslevel=compresslevel, lap=lap)
+            wheel = building.result()
+            lap("wheel")
+            layers = _venv_layers(install, wheel, image.python, work,
+                                  LayerCache(layer_cache or default_layer_cache_dir()), in_target, pool,
+                                  build_python=build_python, python_version=python_version, settings=settings,
+                                  compresslevel=compresslevel, lap=lap)
             config_raw = worker_config(image.config, settings=settings, layers=[
                 (layers.dependencies.diff_id, layers.dependencies_created_by),
                 (layers.worker.diff_id, layers.worker_created_by),
