@@ -342,7 +342,9 @@ def install_worker(install: WorkerInstall, wheel: Path, tree: Path, work: Path, 
         raise ImageBuildError(f"installing {wheel.name} gave {len(dist_infos)} {PROJECT} .dist-info directories, "
                               "expected 1", stage="install", input="checkout")
     for path in sorted(_record_paths(site, dist_infos[0])):
-        rel = path.relative_to(scratch)  # ValueError for a RECORD entry outside the venv: a broken wheel
+        if not path.is_relative_to(scratch):
+            raise ImageBuildError(f"{wheel.name} installs {path} outside the venv", stage="install", input="checkout")
+        rel = path.relative_to(scratch)
         if not path.is_file():
             continue  # RECORD lists .pyc files some installers write; uv does not
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
