@@ -8,6 +8,7 @@ host, so the base's interpreter is only a path here).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,7 +91,9 @@ def test_nothing_else_rebuilds_and_a_tag_change_keeps_the_image() -> None:
     assert (outs["image_ref"], outs["digest"], outs["tag"]) == ("r@sha256:x", "sha256:x", "b")
 
 
-def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Registry, tiny_base: PushedImage) -> None:
+def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Registry, tiny_base: PushedImage,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELOPS_IMAGE_LAYER_CACHE", str(tmp_path / "layers"))  # read when the provider builds
     provider = WorkerImageProvider()
     checked = provider.check({}, _inputs(registry)).inputs
     created = provider.create(checked)
@@ -103,6 +106,7 @@ def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Regist
     again = provider.check(outs, _inputs(registry))
     assert not provider.diff(created.id, outs, again.inputs).changes, "a no-op up must not rebuild"
     assert not any(k.startswith("__") or "password" in k or "credential" in k for k in outs), sorted(outs)
+    assert len(list((tmp_path / "layers").iterdir())) == 1, "the dependencies layer is kept where the env says"
 
 
 def test_stack_credentials_are_used_for_the_push_and_never_kept_in_the_outputs() -> None:

@@ -1,4 +1,4 @@
-"""Assemble the worker image without a container daemon: base layers + one venv layer, pushed by digest.
+"""Assemble the worker image without a container daemon: base layers + two venv layers, pushed by digest.
 
 ::
 
@@ -6,15 +6,26 @@
     ──────────────────────────         ─────────────────────────────────────────
     index ─► linux/amd64 manifest ─►   base layers: skipped if present, else
              config (Python found)     cross-mounted (same registry) or copied
-                                       + 1 layer: /opt/venv (relocatable, reproducible)
+                                       + dependencies layer: /opt/venv less modelops-infra
+                                         (local cache, keyed by the resolved pins)
+                                       + worker-install layer: modelops-infra's files
+                                         in /opt/venv (+ the bundle cache's mount point)
                                        + config (Env, User 1000:1000, WorkingDir, Cmd)
                                        + OCI manifest  ─►  registry/repo@sha256:…
 
+The venv is split so that a source edit is cheap: the dependencies layer
+(tens of MB) changes only when the resolved dependencies, the Python, the base
+interpreter or the extra packages do, and is then taken from
+:class:`~._layercache.LayerCache` instead of being installed and packed again;
+its blob, already in the target, is not uploaded. Only the worker-install
+layer (under a MB) is rebuilt and uploaded, with the config and the manifest.
+
 All registry I/O goes through :class:`~modelops_infra.bundles.RegistryClient`,
 so a push to ACR uses the deployer's Entra ID token exchange, with no admin user.
-The same base and the same install give the same digest: the layer is packed
-reproducibly and no wall-clock time goes into config or manifest. A second
-build of an unchanged install uploads nothing.
+The same base and the same install give the same digest, whether or not the
+layer cache held the dependencies: both layers are packed reproducibly and no
+wall-clock time goes into config or manifest. A second build of an unchanged
+install uploads nothing.
 
 Errors are :class:`~modelops_infra.errors.ImageBuildError`, with ``stage``
 (base, python, install, layer, push) and ``input`` naming what to fix.
@@ -31,6 +42,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +54,8 @@ from modelops_infra.bundles._pack import BlobSource
 from modelops_infra.bundles._reference import Reference
 from modelops_infra.bundles._registry import RegistryClient
 from modelops_infra.errors import ImageBuildError, IntegrityError, ModelOpsError, RegistryError
-from modelops_infra.infra.image._layer import LayerEntry, pack_layer
+from modelops_infra.infra.image._layer import LayerEntry, PackedLayer, pack_layer
+from modelops_infra.infra.image._layercache import LayerCache, default_layer_cache_dir, dependencies_key
 from modelops_infra.infra.image._manifests import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,
@@ -60,7 +73,16 @@ from modelops_infra.infra.image._manifests import (
     worker_config,
     worker_manifest,
 )
-from modelops_infra.infra.image._venv import WorkerInstall, build_venv, find_build_python
+from modelops_infra.infra.image._venv import (
+    PYTHON_PLATFORM,
+    WorkerInstall,
+    build_dependencies,
+    build_wheel,
+    find_build_python,
+    install_worker,
+    resolve_dependencies,
+    tools_identity,
+)
 
 __all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "resolve_base",
            "resolve_base_digest"]
@@ -93,8 +115,11 @@ class BuiltImage:
     base_digest: str
     python_version: str
     install_hash: str
-    layer_digest: str
+    layer_digest: str  # the worker-install layer (modelops-infra's own files), the top one
     layer_size: int
+    dependencies_layer_digest: str  # the layer below it: every other distribution of the venv
+    dependencies_layer_size: int
+    dependencies_cached: bool  # taken from the local layer cache: the dependencies were not installed
     bytes_uploaded: int
     blobs_uploaded: int
     blobs_mounted: int
@@ -223,6 +248,79 @@ def _retarget_venv(venv: Path, python: PythonInstall) -> dict[str, str]:
     return {"bin/python": python.path}
 
 
+@dataclass(frozen=True)
+class _VenvLayers:
+    """The venv as two packed layers, and where the first came from."""
+
+    dependencies: PackedLayer
+    dependencies_created_by: str
+    worker: PackedLayer
+    worker_created_by: str
+    cached: bool  # the dependencies layer came from the local cache: their venv was not built
+
+
+def _venv_layers(install: WorkerInstall, wheel: Path, python: PythonInstall, work: Path, cache: LayerCache,
+                 in_target: Callable[[str], bool], pool: Executor, *, build_python: str, python_version: str,
+                 settings: ImageSettings, compresslevel: int, lap: Callable[[str], None]) -> _VenvLayers:
+    """Build (or take from ``cache``) the dependencies layer, and build the worker-install layer from ``wheel``.
+
+    The dependencies are resolved (in ``pool``) while the wheel is installed on
+    its own. A cached dependencies layer whose blob the target lacks is
+    re-hashed before it is used (it will be uploaded from the cache); a corrupt
+    one is rebuilt. Timings: ``worker_install``, ``resolve`` (the wait for it),
+    ``dependencies`` and ``dependencies_layer`` (only when built), ``layer``.
+    """
+    resolving = pool.submit(resolve_dependencies, install, wheel, work, python=build_python,
+                            python_version=python_version)
+    tree = work / "worker"
+    install_worker(install, wheel, tree, work, python=build_python, python_version=python_version,
+                   image_venv=settings.venv)
+    lap("worker_install")
+    pins = resolving.result()
+    key = dependencies_key(pins=pins, python_version=python_version, platform=PYTHON_PLATFORM, venv=settings.venv,
+                           python_path=python.path, extra_packages=install.extra_packages,
+                           tools=tools_identity(build_python), compresslevel=compresslevel)
+    lap("resolve")
+    dependencies = cache.get(key)
+    if dependencies is not None and not in_target(dependencies.digest) and not cache.verify(key, dependencies):
+        dependencies = None
+    cached = dependencies is not None
+    if dependencies is None:
+        venv = work / "venv"
+        build_dependencies(install, pins, venv, work, python=build_python, python_version=python_version,
+                           image_venv=settings.venv)
+        lap("dependencies")
+        try:
+            dependencies = pack_layer(venv, settings.venv, work / "dependencies.tar.gz",
+                                      symlinks=_retarget_venv(venv, python), compresslevel=compresslevel)
+        except (OSError, ValueError) as exc:
+            raise ImageBuildError(f"packing the worker's dependencies layer failed: {exc}", stage="layer",
+                                  input="extra_packages") from exc
+        shutil.rmtree(venv)
+        cache.put(key, dependencies)
+        lap("dependencies_layer")
+    cache_parts = settings.bundle_cache_dir.strip("/").split("/")
+    mount_points = [LayerEntry("/".join(cache_parts[:i])) for i in range(1, len(cache_parts) + 1)]
+    try:
+        worker = pack_layer(tree, settings.venv, work / "worker.tar.gz", extra=mount_points,
+                            compresslevel=compresslevel)
+    except (OSError, ValueError) as exc:
+        raise ImageBuildError(f"packing the worker-install layer failed: {exc}", stage="layer",
+                              input="checkout") from exc
+    shutil.rmtree(tree)
+    lap("layer")
+    extras = f"[{','.join(install.extras)}]" if install.extras else ""
+    wanted = " ".join(install.requirements(Path("/src/modelops-infra.whl"))[1:])
+    return _VenvLayers(
+        dependencies=dependencies,
+        dependencies_created_by=f"uv pip install --no-deps into {settings.venv} (relocatable): the {len(pins)} "
+                                f"pinned dependencies of modelops-infra{extras} {wanted}",
+        worker=worker,
+        worker_created_by=f"uv pip install --no-deps modelops-infra{extras} (the checkout's wheel) into {settings.venv}",
+        cached=cached,
+    )
+
+
 def build_worker_image(
     base: str,
     target: str,
@@ -235,6 +333,7 @@ def build_worker_image(
     settings: ImageSettings | None = None,
     work_dir: Path | None = None,
     compresslevel: int = 6,
+    layer_cache: Path | None = None,
     client_factory: ClientFactory = _client,
 ) -> BuiltImage:
     """Build the worker image from ``base`` and push it to ``target`` (``registry/repository``).
@@ -244,10 +343,18 @@ def build_worker_image(
     them. ``tag``, if given, also names the manifest (the result is always
     referenced by digest).
 
+    ``layer_cache`` is the directory of built dependency layers (default:
+    :func:`~._layercache.default_layer_cache_dir`, read at call time). A hit
+    skips installing the dependencies; the result is the same image.
+
     Idempotent: an unchanged base and install give the same digest, and nothing
-    is uploaded when the target already holds it. Leaves nothing on disk (its
-    work directory is removed); on failure the target may hold some blobs,
-    which the next build reuses. Raises :class:`ImageBuildError`.
+    is uploaded when the target already holds it. Leaves nothing on disk but
+    the layer cache's entry (its work directory is removed); on failure the
+    target may hold some blobs, which the next build reuses. Raises
+    :class:`ImageBuildError`. ``BuiltImage.timings`` has one entry per step
+    (``base``, ``base_layers``, ``wheel`` (the wait for the wheel, built
+    meanwhile), ``worker_install``, ``resolve``, ``dependencies`` and
+    ``dependencies_layer`` only when the dependencies were built, ``layer``, ``push``).
     """
     settings = settings or ImageSettings()
     python_version = python_version or "%d.%d" % sys.version_info[:2]
@@ -274,8 +381,13 @@ def build_worker_image(
     base_registry = parse_base(base).registry
     assert base_registry is not None
     try:
-        with client_factory(base_registry, base_credentials) as base_client, \
+        build_python = find_build_python(python_version)
+        # pool.__exit__ (last) waits for a job still running, so the work directory outlives it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelops-image") as pool, \
+                client_factory(base_registry, base_credentials) as base_client, \
                 client_factory(target_ref.registry, target_credentials) as target_client:
+            # The wheel builds while the base is fetched and its layers copied: neither needs the other.
+            building = pool.submit(build_wheel, install, work, python=build_python)
             image = resolve_base(base, base_client, blobs)
             lap("base")
             if image.python.version != python_version:
@@ -284,7 +396,6 @@ def build_worker_image(
                     f"must run Python {python_version}, the clients' version",
                     hint=f"choose a base image with Python {python_version}", stage="python", input="base_image",
                 )
-            build_python = find_build_python(python_version)
             install_hash = install.content_hash(python_version)
             repo = target_ref.repository
             uploaded_before = target_client.bytes_uploaded
@@ -294,38 +405,38 @@ def build_worker_image(
                 raise ImageBuildError(f"copying the layers of base image {base} to {target}: {exc.message}",
                                       stage="push", input="target") from exc
             lap("base_layers")
-            venv = work / "venv"
-            build_venv(install, venv, work, python=build_python, python_version=python_version,
-                       image_venv=settings.venv)
-            lap("venv")
-            cache_parts = settings.bundle_cache_dir.strip("/").split("/")
-            extra = [LayerEntry("/".join(cache_parts[:i])) for i in range(1, len(cache_parts) + 1)]
-            try:
-                layer = pack_layer(venv, settings.venv, work / "layer.tar.gz", extra=extra,
-                                   symlinks=_retarget_venv(venv, image.python), compresslevel=compresslevel)
-            except (OSError, ValueError) as exc:
-                raise ImageBuildError(f"packing the worker venv layer failed: {exc}", stage="layer",
-                                      input="checkout") from exc
-            shutil.rmtree(venv)
-            lap("layer")
-            packages = " ".join(install.requirements(Path("/src/modelops-infra.whl"))[1:])
-            extras = f"[{','.join(install.extras)}]" if install.extras else ""
-            config_raw = worker_config(
-                image.config, diff_id=layer.diff_id, settings=settings,
-                created_by=f"uv pip install modelops-infra{extras} {packages} into {settings.venv} (relocatable)",
-            )
+
+            def in_target(digest: str) -> bool:
+                try:
+                    return target_client.blob_exists(repo, digest)
+                except (RegistryError, IntegrityError) as exc:
+                    raise ImageBuildError(f"checking {target} for blob {digest}: {exc.message}", stage="push",
+                                          input="target") from exc
+
+            wheel = building.result()
+            lap("wheel")
+            layers = _venv_layers(install, wheel, image.python, work,
+                                  LayerCache(layer_cache or default_layer_cache_dir()), in_target, pool,
+                                  build_python=build_python, python_version=python_version, settings=settings,
+                                  compresslevel=compresslevel, lap=lap)
+            config_raw = worker_config(image.config, settings=settings, layers=[
+                (layers.dependencies.diff_id, layers.dependencies_created_by),
+                (layers.worker.diff_id, layers.worker_created_by),
+            ])
             config = Descriptor(OCI_CONFIG, digest_bytes(config_raw), len(config_raw))
-            layer_desc = Descriptor(OCI_LAYER_GZIP, layer.digest, layer.size)
-            layers = [*(oci_layer(d) for d in image.manifest.layers), layer_desc]
+            dependencies_desc = Descriptor(OCI_LAYER_GZIP, layers.dependencies.digest, layers.dependencies.size)
+            worker_desc = Descriptor(OCI_LAYER_GZIP, layers.worker.digest, layers.worker.size)
+            manifest_layers = [*(oci_layer(d) for d in image.manifest.layers), dependencies_desc, worker_desc]
             annotations = {
                 "org.opencontainers.image.base.name": str(image.reference.with_tag(None).with_digest(image.digest)),
                 "org.opencontainers.image.base.digest": image.digest,
             }
-            manifest_raw = worker_manifest(config, layers, annotations)
+            manifest_raw = worker_manifest(config, manifest_layers, annotations)
             digest = digest_bytes(manifest_raw)
             blobs_uploaded = copied
             try:
-                for blob in (BlobSource(layer_desc, path=layer.path), BlobSource(config, data=config_raw)):
+                for blob in (BlobSource(dependencies_desc, path=layers.dependencies.path),
+                             BlobSource(worker_desc, path=layers.worker.path), BlobSource(config, data=config_raw)):
                     blobs_uploaded += target_client.upload_blob(repo, blob)
                 manifest_bytes = 0
                 if not target_client.manifest_exists(repo, digest):
@@ -344,5 +455,7 @@ def build_worker_image(
     log.info("worker image %s: %d bytes uploaded, %d blobs uploaded, %d mounted (%s)", image_ref, uploaded,
              blobs_uploaded, mounted, timings)
     return BuiltImage(image_ref=image_ref, digest=digest, base_digest=image.digest, python_version=python_version,
-                      install_hash=install_hash, layer_digest=layer.digest, layer_size=layer.size,
+                      install_hash=install_hash, layer_digest=layers.worker.digest, layer_size=layers.worker.size,
+                      dependencies_layer_digest=layers.dependencies.digest,
+                      dependencies_layer_size=layers.dependencies.size, dependencies_cached=layers.cached,
                       bytes_uploaded=uploaded, blobs_uploaded=blobs_uploaded, blobs_mounted=mounted, timings=timings)

@@ -197,11 +197,12 @@ def _merge_env(base: Sequence[str], updates: Mapping[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in out.items()]
 
 
-def worker_config(base: Mapping[str, Any], *, diff_id: str, settings: ImageSettings, created_by: str) -> bytes:
-    """The worker image's config: the base's, plus the venv layer, our Env, User, WorkingDir and Cmd.
+def worker_config(base: Mapping[str, Any], *, layers: Sequence[tuple[str, str]], settings: ImageSettings) -> bytes:
+    """The worker image's config: the base's, plus our layers, Env, User, WorkingDir and Cmd.
 
-    The base's entrypoint is dropped (the pods set ``command``); its history is
-    kept and one entry is added for the new layer. No wall-clock time.
+    ``layers`` are the added layers in order, as ``(diff_id, created_by)``. The
+    base's entrypoint is dropped (the pods set ``command``); its history is
+    kept and one entry is added per new layer. No wall-clock time.
     """
     base_cfg = dict(base.get("config") or {})
     base_env = [str(e) for e in base_cfg.get("Env") or []]
@@ -218,13 +219,14 @@ def worker_config(base: Mapping[str, Any], *, diff_id: str, settings: ImageSetti
     rootfs = base.get("rootfs") or {}
     diff_ids = [str(d) for d in rootfs.get("diff_ids") or []]
     history = [dict(h) for h in base.get("history") or []]
-    history.append({"created": EPOCH, "created_by": created_by, "comment": "modelops-infra worker image"})
+    history.extend({"created": EPOCH, "created_by": created_by, "comment": "modelops-infra worker image"}
+                   for _, created_by in layers)
     out = {
         "architecture": base.get("architecture", "amd64"),
         "os": base.get("os", "linux"),
         "created": EPOCH,
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [*diff_ids, diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [*diff_ids, *(diff_id for diff_id, _ in layers)]},
         "history": history,
     }
     if base.get("variant"):

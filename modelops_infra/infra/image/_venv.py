@@ -1,25 +1,37 @@
-"""The worker install as a relocatable virtual environment, built on this host with uv.
+"""The worker install as a relocatable virtual environment, built on this host with uv, in two parts.
 
-Steps (each a subprocess, allow-listed environment, as bundle environments are built):
+The image holds the venv as two layers: its dependencies (every distribution
+but modelops-infra, and the venv's own files), which change rarely, and the
+worker install (modelops-infra's package, ``.dist-info`` and ``bin/mops``),
+which changes with every source edit. Steps (each a subprocess, allow-listed
+environment, as bundle environments are built):
 
-1. copy the checkout's package files (``pyproject.toml``, ``README.md``,
-   ``modelops_infra/``) into the work directory, because building a project
-   writes ``build/`` and ``*.egg-info`` beside its sources;
-2. ``uv build --wheel`` of that copy;
-3. ``uv venv --relocatable`` with a host interpreter of the image's ``major.minor``;
-4. ``uv pip install --only-binary :all: --python-platform x86_64-manylinux_2_28``
-   of the wheel with its extras, plus ``uv`` and the extra packages, copying
-   files out of uv's cache (``UV_LINK_MODE=copy``);
-5. drop ``direct_url.json`` and ``uv_cache.json`` (they name the work directory and its times);
-6. byte-compile with ``--invalidation-mode unchecked-hash`` and paths as seen
-   in the image: the layer's mtimes are zero, so timestamp-checked ``.pyc``
-   files would be stale, and a read-only root cannot rewrite them.
+1. :func:`build_wheel`: copy the checkout's package files (``pyproject.toml``,
+   ``README.md``, ``modelops_infra/``) into the work directory, because building
+   a project writes ``build/`` and ``*.egg-info`` beside its sources, and
+   ``uv build --wheel`` that copy;
+2. :func:`resolve_dependencies`: ``uv pip compile --only-binary :all:
+   --python-platform x86_64-manylinux_2_28 --python-version X.Y`` of the wheel
+   with its extras, ``uv`` and the extra packages: the pins, less the project.
+   They key the dependencies layer (see :mod:`._layercache`);
+3. :func:`build_dependencies` (skipped when that layer is cached): ``uv venv
+   --relocatable`` with a host interpreter of the image's ``major.minor``, then
+   ``uv pip install --no-deps`` of the pins, copying files out of uv's cache
+   (``UV_LINK_MODE=copy``);
+4. :func:`install_worker`: the wheel installed ``--no-deps`` into a scratch venv,
+   and the files its RECORD names moved out;
+5. both: drop ``direct_url.json`` and ``uv_cache.json`` (they name the work
+   directory and its times), and byte-compile with ``--invalidation-mode
+   unchecked-hash`` and paths as seen in the image: the layer's mtimes are
+   zero, so timestamp-checked ``.pyc`` files would be stale, and a read-only
+   root cannot rewrite them.
 
-Only files under ``work`` and ``venv`` are written; the caller removes them.
+Only files under ``work`` and the given output directories are written; the caller removes them.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -31,15 +43,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from modelops_infra.bundles._envbuild import _run, _tool_env, redact, uv_binary
 from modelops_infra.errors import ImageBuildError, RequirementsError
 
-__all__ = ["WorkerInstall", "build_venv", "checkout_files", "default_checkout", "find_build_python"]
+__all__ = ["PROJECT", "PYTHON_PLATFORM", "WorkerInstall", "build_dependencies", "build_wheel", "checkout_files",
+           "default_checkout", "find_build_python", "install_worker", "resolve_dependencies", "tools_identity"]
 
 log = logging.getLogger(__name__)
 
 #: The target every wheel is chosen for, whatever host builds the image.
 PYTHON_PLATFORM = "x86_64-manylinux_2_28"
+#: The distribution of this checkout (canonical name): the worker-install layer, apart from its dependencies.
+PROJECT = "modelops-infra"
 _TOP_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "setup.py")
 _PACKAGE_DIR = "modelops_infra"
 _NO_WHEEL = re.compile(r"attempted to build `([^`]+)`|`?([A-Za-z0-9_.-]+)`?[^.]*? has no wheels? with a matching")
@@ -172,14 +190,8 @@ def _install_error(exc: RequirementsError, install: WorkerInstall, version: str)
                            input="extra_packages", detail=detail)
 
 
-def build_venv(install: WorkerInstall, venv: Path, work: Path, *, python: str, python_version: str,
-               image_venv: str = "/opt/venv", timeout: float = 1800.0) -> None:
-    """Build the worker venv at ``venv`` (its files as they will be at ``image_venv`` in the image).
-
-    Raises :class:`ImageBuildError` (stage ``install``) naming the package
-    without a wheel for the target, or uv's message otherwise.
-    """
-    uv = uv_binary()
+def _uv_env(install: WorkerInstall, work: Path) -> dict[str, str]:
+    """The allow-listed environment of every uv run of an image build."""
     env = _tool_env(work)
     env.pop("UV_CACHE_DIR")  # uv's own cache, shared between builds: a rebuild downloads nothing
     if "UV_CACHE_DIR" in os.environ:
@@ -188,28 +200,154 @@ def build_venv(install: WorkerInstall, venv: Path, work: Path, *, python: str, p
     if install.index_url:
         env["UV_DEFAULT_INDEX"] = install.index_url
         env.pop("UV_INDEX_URL", None)
+    return env
+
+
+def tools_identity(python: str) -> str:
+    """uv's version and the build interpreter's full version: both leave marks in the venv (``pyvenv.cfg``, RECORD).
+
+    Part of the dependency layer's cache key. Raises :class:`ImageBuildError` when either cannot run.
+    """
+    parts = []
+    for argv in ([uv_binary(), "--version"], [python, "-c", "import sys; print(sys.version)"]):
+        try:
+            parts.append(subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.strip())
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ImageBuildError(f"cannot run {argv[0]}: {exc}", stage="install", input="checkout") from None
+    return " | ".join(parts)
+
+
+def build_wheel(install: WorkerInstall, work: Path, *, python: str, timeout: float = 1800.0) -> Path:
+    """``uv build --wheel`` of a copy of the checkout (under ``work``); returns the wheel's path.
+
+    Raises :class:`ImageBuildError` (stage ``install``, input ``checkout``).
+    """
+    env = _uv_env(install, work)
     src, dist = work / "src", work / "dist"
     _copy_checkout(install, src)
     try:
-        _run([uv, "build", "--no-config", "--quiet", "--wheel", "--python", python, "--out-dir", str(dist), str(src)],
-             work=work, what=f"building the wheel of {install.checkout}", timeout=timeout, env=env)
-        wheels = sorted(dist.glob("*.whl"))
-        if len(wheels) != 1:
-            raise ImageBuildError(f"uv build of {install.checkout} gave {len(wheels)} wheels, expected 1",
-                                  stage="install", input="checkout")
-        _run([uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", python, str(venv)],
-             work=work, what="uv venv for the worker image", timeout=300, env=env)
-        argv = [uv, "pip", "install", "--quiet", "--no-config", "--python", str(venv / "bin" / "python"),
-                "--only-binary", ":all:", "--python-platform", PYTHON_PLATFORM, *install.requirements(wheels[0])]
-        _run(argv, work=work, what="installing the worker venv", timeout=timeout, env=env)
+        _run([uv_binary(), "build", "--no-config", "--quiet", "--wheel", "--python", python, "--out-dir", str(dist),
+              str(src)], work=work, what=f"building the wheel of {install.checkout}", timeout=timeout, env=env)
+    except RequirementsError as exc:
+        raise ImageBuildError(f"building the wheel of {install.checkout} failed: {exc}", stage="install",
+                              input="checkout") from None
+    wheels = sorted(dist.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ImageBuildError(f"uv build of {install.checkout} gave {len(wheels)} wheels, expected 1",
+                              stage="install", input="checkout")
+    return wheels[0]
+
+
+def resolve_dependencies(install: WorkerInstall, wheel: Path, work: Path, *, python: str, python_version: str,
+                         timeout: float = 600.0) -> tuple[str, ...]:
+    """The pins (``name==version``, sorted) of everything the worker install needs except the project itself.
+
+    ``uv pip compile --only-binary :all:`` of :meth:`WorkerInstall.requirements`
+    for ``python_version`` on :data:`PYTHON_PLATFORM`, as the venv is installed.
+    They decide the dependencies layer, whatever this host is. Raises
+    :class:`ImageBuildError` naming a package without a wheel for the target.
+    """
+    env = _uv_env(install, work)
+    reqs = work / "requirements.in"
+    reqs.write_text("".join(f"{r}\n" for r in install.requirements(wheel)), encoding="utf-8")
+    argv = [uv_binary(), "pip", "compile", "--quiet", "--no-config", "--no-header", "--no-annotate",
+            "--only-binary", ":all:", "--python", python, "--python-version", python_version,
+            "--python-platform", PYTHON_PLATFORM, str(reqs)]
+    try:
+        out = _run(argv, work=work, what="resolving the worker install", timeout=timeout, env=env)
     except RequirementsError as exc:
         raise _install_error(exc, install, python_version) from None
-    site = venv / "lib" / f"python{python_version}" / "site-packages"
-    _drop_build_specific(site)
-    compile_argv = [python, "-m", "compileall", "-q", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-                    "-s", str(venv), "-p", image_venv, str(venv / "lib")]
-    proc = subprocess.run(compile_argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=work)
+    pins = []
+    for line in out.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        if canonicalize_name(Requirement(line).name) != PROJECT:
+            pins.append(line)
+    return tuple(sorted(pins))
+
+
+def _venv_at(venv: Path, work: Path, *, python: str, env: dict[str, str]) -> None:
+    _run([uv_binary(), "venv", "--quiet", "--relocatable", "--no-config", "--python", python, str(venv)],
+         work=work, what="uv venv for the worker image", timeout=300, env=env)
+
+
+def _install_no_deps(venv: Path, requirements: list[str], work: Path, *, env: dict[str, str], timeout: float) -> None:
+    argv = [uv_binary(), "pip", "install", "--quiet", "--no-config", "--no-deps", "--python",
+            str(venv / "bin" / "python"), "--only-binary", ":all:", "--python-platform", PYTHON_PLATFORM, *requirements]
+    _run(argv, work=work, what="installing the worker venv", timeout=timeout, env=env)
+
+
+def _byte_compile(root: Path, lib: Path, work: Path, *, python: str, image_venv: str, env: dict[str, str],
+                  timeout: float) -> None:
+    """``.pyc`` files as the image sees them: ``unchecked-hash`` (mtimes are zero), paths under ``image_venv``."""
+    argv = [python, "-m", "compileall", "-q", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+            "-s", str(root), "-p", image_venv, str(lib)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=work)
     if proc.returncode != 0:
         # Some wheels ship files that are not valid Python (templates, py2 samples); they stay source only.
         log.info("byte-compiling the worker venv skipped some files: %s", redact(proc.stdout + proc.stderr)[-500:])
 
+
+def build_dependencies(install: WorkerInstall, pins: tuple[str, ...], venv: Path, work: Path, *, python: str,
+                       python_version: str, image_venv: str = "/opt/venv", timeout: float = 1800.0) -> None:
+    """The venv at ``venv`` holding ``pins`` (no project), as it will be at ``image_venv`` in the image.
+
+    Raises :class:`ImageBuildError` (stage ``install``) naming the package
+    without a wheel for the target, or uv's message otherwise.
+    """
+    env = _uv_env(install, work)
+    reqs = work / "dependencies.txt"
+    reqs.write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
+    try:
+        _venv_at(venv, work, python=python, env=env)
+        if pins:
+            _install_no_deps(venv, ["-r", str(reqs)], work, env=env, timeout=timeout)
+    except RequirementsError as exc:
+        raise _install_error(exc, install, python_version) from None
+    _drop_build_specific(venv / "lib" / f"python{python_version}" / "site-packages")
+    _byte_compile(venv, venv / "lib", work, python=python, image_venv=image_venv, env=env, timeout=timeout)
+
+
+def _record_paths(site: Path, dist_info: Path) -> set[Path]:
+    """The files a distribution installed (its RECORD, resolved from ``site``), and its whole ``.dist-info``."""
+    paths = {p for p in dist_info.rglob("*") if p.is_file()}
+    with open(dist_info / "RECORD", newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            if row and row[0]:
+                paths.add(Path(os.path.normpath(site / row[0])))
+    return paths
+
+
+def install_worker(install: WorkerInstall, wheel: Path, tree: Path, work: Path, *, python: str,
+                   python_version: str, image_venv: str = "/opt/venv", timeout: float = 600.0) -> None:
+    """The project's own files at ``tree``, laid out as in the venv (its package, ``.dist-info``, ``bin/mops``).
+
+    ``wheel`` is installed without dependencies into a scratch venv under
+    ``work``; the files its RECORD names are moved to ``tree`` and byte-compiled
+    as :func:`build_dependencies` does. The result depends on the wheel only,
+    not on the dependencies, so it is the same whether or not they were built.
+    """
+    env = _uv_env(install, work)
+    scratch = work / "worker-venv"
+    try:
+        _venv_at(scratch, work, python=python, env=env)
+        _install_no_deps(scratch, [str(wheel)], work, env=env, timeout=timeout)
+    except RequirementsError as exc:
+        raise _install_error(exc, install, python_version) from None
+    site = scratch / "lib" / f"python{python_version}" / "site-packages"
+    _drop_build_specific(site)
+    dist_infos = [d for d in site.glob("*.dist-info") if canonicalize_name(d.name.split("-", 1)[0]) == PROJECT]
+    if len(dist_infos) != 1:
+        raise ImageBuildError(f"installing {wheel.name} gave {len(dist_infos)} {PROJECT} .dist-info directories, "
+                              "expected 1", stage="install", input="checkout")
+    for path in sorted(_record_paths(site, dist_infos[0])):
+        if not path.is_relative_to(scratch):
+            raise ImageBuildError(f"{wheel.name} installs {path} outside the venv", stage="install", input="checkout")
+        rel = path.relative_to(scratch)
+        if not path.is_file():
+            continue  # RECORD lists .pyc files some installers write; uv does not
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, tree / rel)
+    shutil.rmtree(scratch)
+    _byte_compile(tree, tree / "lib", work, python=python, image_venv=image_venv, env=env, timeout=timeout)

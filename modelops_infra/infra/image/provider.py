@@ -17,7 +17,9 @@ base without linux/amd64 fails preview naming ``base_image``.
 A no-op ``pulumi up`` builds and uploads nothing. ``tag`` alone never rebuilds.
 
 Outputs: the inputs (less ``registry_password``) plus ``image_ref``
-(``registry/repo@sha256:…``), ``digest`` and ``layer_digest``. By default no
+(``registry/repo@sha256:…``), ``digest`` and ``layer_digest`` (the top layer,
+modelops-infra's own files; the dependencies layer below it is cached on the
+deploying machine, see :mod:`._layercache`). By default no
 credentials are inputs: the registry client finds them per host when it runs
 (Entra ID token exchange for ACR, ``REGISTRY_USERNAME``/``REGISTRY_PASSWORD``,
 Docker's config). A stack that holds the target registry's credentials in its

@@ -35,9 +35,19 @@ def worker_install() -> WorkerInstall:
 
 
 @pytest.fixture(scope="session")
-def worker_image(registry: Registry, base_ref: str, worker_install: WorkerInstall) -> BuiltImage:
-    """The worker image built from the base with the assembly code, as a stack builds it (cold: empty repository)."""
-    return build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}", worker_install)
+def layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' own cache of built dependency layers (empty at first), never the user's."""
+    return tmp_path_factory.mktemp("image-layers")
+
+
+@pytest.fixture(scope="session")
+def worker_image(registry: Registry, base_ref: str, worker_install: WorkerInstall, layer_cache: Path) -> BuiltImage:
+    """The worker image built from the base with the assembly code, as a stack builds it.
+
+    Cold: an empty repository and an empty layer cache.
+    """
+    return build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}", worker_install,
+                              layer_cache=layer_cache)
 
 
 @pytest.fixture(scope="session")

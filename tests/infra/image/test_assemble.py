@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 import textwrap
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.images import PushedImage, image_json, push_index, push_tiny_image
-from harness.services import Registry, free_port
+from harness.services import REPO_ROOT, Registry, free_port
 from modelops_infra.bundles import RegistryClient
 from modelops_infra.errors import ImageBuildError
 from modelops_infra.infra.image import BuiltImage, WorkerInstall, build_worker_image
@@ -20,13 +21,15 @@ def _blob_puts(registry: Registry) -> int:
     return registry.requests_matching("PUT", "/blobs/uploads/")
 
 
-def test_the_image_is_the_base_layers_plus_one_venv_layer_with_the_pods_settings(
+def test_the_image_is_the_base_layers_plus_a_dependencies_and_a_worker_install_layer_with_the_pods_settings(
         registry: Registry, base_image: PushedImage, worker_image: BuiltImage) -> None:
     with RegistryClient(registry.address) as client:
         manifest, config = image_json(client, WORKER_REPOSITORY, worker_image.digest)
     assert worker_image.image_ref == f"{registry.address}/{WORKER_REPOSITORY}@{worker_image.digest}"
     assert [layer["digest"] for layer in manifest["layers"]] == \
-        [*(d.digest for d in base_image.layers), worker_image.layer_digest]
+        [*(d.digest for d in base_image.layers), worker_image.dependencies_layer_digest, worker_image.layer_digest]
+    assert not worker_image.dependencies_cached and "dependencies" in worker_image.timings, \
+        "a cold build with an empty layer cache installs the dependencies"
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == base_image.digest
     env = dict(e.split("=", 1) for e in config["config"]["Env"])
@@ -39,26 +42,59 @@ def test_the_image_is_the_base_layers_plus_one_venv_layer_with_the_pods_settings
     assert worker_image.blobs_mounted == 1, "the base layer lives in the same registry: mounted, not uploaded"
 
 
+def _layer_names(registry: Registry, digest: str, size: int) -> list[str]:
+    """The entry names of a layer blob of the worker repository."""
+    blob = io.BytesIO()
+    with RegistryClient(registry.address) as client:
+        client.download_blob(WORKER_REPOSITORY, digest, size, blob)
+    blob.seek(0)
+    with tarfile.open(fileobj=blob) as tar:
+        return tar.getnames()
+
+
+def test_the_worker_install_layer_holds_only_the_projects_files_and_the_dependencies_layer_everything_else(
+        registry: Registry, worker_image: BuiltImage) -> None:
+    site = "opt/venv/lib/python3.11/site-packages"
+    names = _layer_names(registry, worker_image.layer_digest, worker_image.layer_size)
+    tops = {n[len(site) + 1:].split("/")[0] for n in names if n.startswith(f"{site}/")}
+    assert {t for t in tops if not t.startswith("modelops_infra")} == set(), sorted(tops)
+    assert {"modelops_infra", "modelops_infra-0.1.0.dist-info"} <= tops
+    assert "opt/venv/bin/mops" in names and f"{site}/modelops_infra/__pycache__/__init__.cpython-311.pyc" in names
+    assert "var/cache/modelops/bundles" in names, "the bundle cache's mount point"
+    dependencies = _layer_names(registry, worker_image.dependencies_layer_digest,
+                                worker_image.dependencies_layer_size)
+    assert not any(n.startswith((f"{site}/modelops_infra", "opt/venv/bin/mops")) for n in dependencies)
+    assert {"opt/venv/pyvenv.cfg", "opt/venv/bin/python", f"{site}/distributed", f"{site}/uv"} <= set(dependencies)
+
+
 def test_a_second_build_without_change_gives_the_same_digest_and_uploads_nothing(
-        registry: Registry, base_ref: str, worker_install: WorkerInstall, worker_image: BuiltImage) -> None:
+        registry: Registry, base_ref: str, worker_install: WorkerInstall, worker_image: BuiltImage,
+        layer_cache: Path) -> None:
     puts = _blob_puts(registry)
-    again = build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}", worker_install)
+    again = build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}", worker_install,
+                               layer_cache=layer_cache)
     assert again.digest == worker_image.digest, "an unchanged install must give the same image"
+    assert again.dependencies_cached, "the dependencies layer comes from the layer cache"
     assert (again.bytes_uploaded, again.blobs_uploaded, again.blobs_mounted) == (0, 0, 0)
     assert _blob_puts(registry) == puts, "the registry saw a blob upload"
     print(f"\nrebuild without change: {sum(again.timings.values()):.1f} s {again.timings}")
 
 
-def test_a_source_change_gives_a_new_digest_and_uploads_only_the_new_layer_config_and_manifest(
-        registry: Registry, base_ref: str, worker_image: BuiltImage, checkout_copy: Path) -> None:
+def test_a_source_change_reuses_the_cached_dependencies_layer_and_uploads_only_the_worker_install_layer(
+        registry: Registry, base_ref: str, worker_image: BuiltImage, checkout_copy: Path, layer_cache: Path) -> None:
     init = checkout_copy / "modelops_infra" / "__init__.py"
     init.write_text(init.read_text() + "\n# a source change\n")
     puts = _blob_puts(registry)
     changed = build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}",
-                                 WorkerInstall(checkout_copy, extra_packages=EXTRA_PACKAGES))
+                                 WorkerInstall(checkout_copy, extra_packages=EXTRA_PACKAGES), layer_cache=layer_cache)
     assert changed.digest != worker_image.digest
     assert changed.layer_digest != worker_image.layer_digest
-    assert changed.blobs_uploaded == 2, "only the venv layer and the config are new"
+    assert changed.dependencies_layer_digest == worker_image.dependencies_layer_digest, \
+        "a source change must not change the dependencies layer"
+    assert changed.dependencies_cached and "dependencies" not in changed.timings, \
+        f"the dependencies must come from the layer cache, not be installed again: {changed.timings}"
+    assert changed.blobs_uploaded == 2, "only the worker-install layer and the config are new"
+    assert changed.bytes_uploaded < 1_000_000, f"a source change uploaded {changed.bytes_uploaded} bytes"
     assert _blob_puts(registry) - puts == 2
     with RegistryClient(registry.address) as client:
         manifest, config = image_json(client, WORKER_REPOSITORY, changed.digest)
@@ -72,6 +108,20 @@ def test_a_source_change_gives_a_new_digest_and_uploads_only_the_new_layer_confi
 def client_raw(registry: Registry, digest: str) -> bytes:
     with RegistryClient(registry.address) as client:
         return client.get_image_manifest(WORKER_REPOSITORY, digest)[0]
+
+
+def test_a_change_of_extra_packages_rebuilds_the_dependencies_layer(
+        registry: Registry, base_ref: str, worker_image: BuiltImage, layer_cache: Path) -> None:
+    install = WorkerInstall(REPO_ROOT, extra_packages=(*EXTRA_PACKAGES, "six==1.17.0"))
+    changed = build_worker_image(base_ref, f"{registry.address}/{WORKER_REPOSITORY}", install,
+                                 layer_cache=layer_cache)
+    assert not changed.dependencies_cached and "dependencies" in changed.timings, \
+        f"new extra packages must install the dependencies again: {changed.timings}"
+    assert changed.dependencies_layer_digest != worker_image.dependencies_layer_digest
+    assert changed.layer_digest == worker_image.layer_digest, "the checkout is the same: so is its own layer"
+    site = "opt/venv/lib/python3.11/site-packages"
+    assert f"{site}/six.py" in _layer_names(registry, changed.dependencies_layer_digest,
+                                        changed.dependencies_layer_size)
 
 
 def test_an_unreachable_base_registry_fails_naming_the_base_image(registry: Registry, worker_install: WorkerInstall,
@@ -145,5 +195,5 @@ def test_a_package_without_a_wheel_for_the_target_fails_naming_the_package(
     sdist = _sdist_only(tmp_path)
     install = WorkerInstall(Path(__file__).resolve().parents[2], extra_packages=(f"nowheel @ {sdist.as_uri()}",))
     with pytest.raises(ImageBuildError, match="package nowheel has no wheel for CPython 3.11") as info:
-        build_worker_image(base_ref, f"{registry.address}/errors/nowheel", install)
+        build_worker_image(base_ref, f"{registry.address}/errors/nowheel", install, layer_cache=tmp_path / "layers")
     assert (info.value.stage, info.value.input) == ("install", "extra_packages")

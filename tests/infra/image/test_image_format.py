@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from modelops_infra.bundles import Descriptor
-from modelops_infra.infra.image import ImageSettings, LayerEntry, WorkerInstall, checkout_files, pack_layer
+from modelops_infra.infra.image import (
+    ImageSettings,
+    LayerCache,
+    LayerEntry,
+    PackedLayer,
+    WorkerInstall,
+    checkout_files,
+    default_layer_cache_dir,
+    dependencies_key,
+    pack_layer,
+)
 from modelops_infra.infra.image._manifests import (
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
@@ -77,7 +87,8 @@ def test_the_worker_config_keeps_the_base_layers_and_sets_env_user_workdir_and_c
     base = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
             "config": {"Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], "Entrypoint": ["/init"], "Cmd": ["python3"]},
             "rootfs": {"type": "layers", "diff_ids": [D1]}, "history": [{"created_by": "base"}]}
-    config = json.loads(worker_config(base, diff_id=D2, settings=ImageSettings(), created_by="venv"))
+    D3 = "sha256:" + "3" * 64
+    config = json.loads(worker_config(base, layers=[(D2, "dependencies"), (D3, "worker")], settings=ImageSettings()))
     env = dict(e.split("=", 1) for e in config["config"]["Env"])
     assert env["PATH"] == "/opt/venv/bin:/usr/bin:/bin"
     assert env["MODELOPS_BUNDLE_CACHE_DIR"] == "/var/cache/modelops/bundles"
@@ -85,8 +96,8 @@ def test_the_worker_config_keeps_the_base_layers_and_sets_env_user_workdir_and_c
     assert config["config"]["User"] == "1000:1000"
     assert config["config"]["WorkingDir"] == "/tmp"
     assert config["config"]["Cmd"] == ["dask", "worker", "--help"] and "Entrypoint" not in config["config"]
-    assert config["rootfs"]["diff_ids"] == [D1, D2]
-    assert [h["created_by"] for h in config["history"]] == ["base", "venv"]
+    assert config["rootfs"]["diff_ids"] == [D1, D2, D3]
+    assert [h["created_by"] for h in config["history"]] == ["base", "dependencies", "worker"]
     assert config["created"] == "1970-01-01T00:00:00Z", "no wall-clock time may enter the config"
 
 
@@ -154,3 +165,65 @@ def test_the_install_hash_follows_the_checkout_the_packages_and_the_python_versi
     assert install.content_hash("3.11") == first, "byte code caches are not part of the install"
     (tmp_path / "modelops_infra" / "__init__.py").write_text("# changed\n")
     assert install.content_hash("3.11") != first
+
+
+def _key(**over: object) -> str:
+    args: dict = {"pins": ["b==2", "a==1"], "python_version": "3.11", "platform": "x86_64-manylinux_2_28",
+                  "venv": "/opt/venv", "python_path": "/usr/bin/python3.11", "extra_packages": ["bokeh>=3.1"],
+                  "tools": "uv 0.1 | 3.11.2", "compresslevel": 6}
+    args.update(over)
+    return dependencies_key(**args)
+
+
+def test_the_dependencies_key_follows_what_makes_the_layer_and_not_the_order_of_the_pins() -> None:
+    assert _key() == _key(pins=["a==1", "b==2"])
+    for change in ({"pins": ["a==1", "b==3"]}, {"extra_packages": ["bokeh>=3.1", "six"]},
+                   {"python_path": "/usr/local/bin/python3.11"}, {"python_version": "3.12"}, {"venv": "/venv"},
+                   {"tools": "uv 0.2 | 3.11.2"}, {"compresslevel": 9}):
+        assert _key(**change) != _key(), f"{change} must change the key"
+
+
+def _layer(tmp_path: Path, name: str) -> PackedLayer:
+    tree = tmp_path / f"tree-{name}"
+    (tree / "lib").mkdir(parents=True)
+    (tree / "lib" / f"{name}.py").write_text(f"NAME = {name!r}\n")
+    return pack_layer(tree, "opt/venv", tmp_path / f"{name}.tgz")
+
+
+def test_a_cached_layer_comes_back_with_its_digests_and_the_least_recently_used_go_first(tmp_path: Path) -> None:
+    cache = LayerCache(tmp_path / "cache", keep=2)
+    assert cache.get("k1") is None
+    layers = {k: _layer(tmp_path, k) for k in ("k1", "k2", "k3")}
+    cache.put("k1", layers["k1"])
+    got = cache.get("k1")
+    assert got is not None and (got.digest, got.size, got.diff_id) == \
+        (layers["k1"].digest, layers["k1"].size, layers["k1"].diff_id)
+    assert got.path.read_bytes() == layers["k1"].path.read_bytes() and got.path.parent == tmp_path / "cache" / "k1"
+    cache.put("k2", layers["k2"])
+    os.utime(tmp_path / "cache" / "k1", (1, 1))
+    os.utime(tmp_path / "cache" / "k2", (2, 2))
+    assert cache.get("k1") is not None, "a hit marks the entry as recently used"
+    cache.put("k3", layers["k3"])
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["k1", "k3"], "k2 was used least recently"
+
+
+def test_a_broken_or_corrupt_cache_entry_is_a_miss_and_is_removed(tmp_path: Path) -> None:
+    cache = LayerCache(tmp_path / "cache")
+    cache.put("short", _layer(tmp_path, "short"))
+    blob = tmp_path / "cache" / "short" / "layer.tar.gz"
+    blob.write_bytes(blob.read_bytes()[:-1])
+    assert cache.get("short") is None and not (tmp_path / "cache" / "short").exists()
+    cache.put("flipped", _layer(tmp_path, "flipped"))
+    blob = tmp_path / "cache" / "flipped" / "layer.tar.gz"
+    data = bytearray(blob.read_bytes())
+    data[-20] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    got = cache.get("flipped")
+    assert got is not None, "the size matches: only a re-hash finds it"
+    assert not cache.verify("flipped", got) and not (tmp_path / "cache" / "flipped").exists()
+
+
+def test_the_layer_cache_lives_outside_the_repository_and_follows_the_environment() -> None:
+    assert default_layer_cache_dir({"HOME": "/home/u"}) == Path("/home/u/.cache/modelops/image-layers")
+    assert default_layer_cache_dir({"HOME": "/h", "MODELOPS_TOOLS_CACHE": "/tools"}) == Path("/tools/image-layers")
+    assert default_layer_cache_dir({"MODELOPS_IMAGE_LAYER_CACHE": "/x", "MODELOPS_TOOLS_CACHE": "/t"}) == Path("/x")
