@@ -93,7 +93,7 @@ def _tool_env(work: Path, environ: Mapping[str, str] | None = None) -> dict[str,
     return out
 
 
-def _run(argv: list[str], *, work: Path, what: str, timeout: float, env: Mapping[str, str]) -> str:
+def _run(argv: list[str], *, work: Path, step: str, timeout: float, env: Mapping[str, str]) -> str:
     """Run a package tool; on timeout it is killed.
 
     It stays in the caller's process group (no session of its own), so a worker
@@ -106,20 +106,20 @@ def _run(argv: list[str], *, work: Path, what: str, timeout: float, env: Mapping
         proc = subprocess.Popen(argv, cwd=work, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     except OSError as exc:
-        raise ConfigurationError(f"{what}: cannot run {argv[0]} ({exc.strerror or exc})") from None
+        raise ConfigurationError(f"{step}: cannot run {argv[0]} ({exc.strerror or exc})") from None
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except BaseException as exc:
         proc.kill()
         proc.communicate()
         if isinstance(exc, subprocess.TimeoutExpired):  # its text holds the command line: not chained
-            raise RequirementsError(f"{what} did not finish within {timeout:.0f} s") from None
+            raise RequirementsError(f"{step} did not finish within {timeout:.0f} s") from None
         raise
     log.debug("%s took %.2f s (exit %d)", argv[1] if len(argv) > 1 else argv[0], time.perf_counter() - start,
               proc.returncode)
     if proc.returncode != 0:
         detail = _summary(stderr or stdout)
-        raise RequirementsError(f"{what} failed: {detail}", detail=detail)
+        raise RequirementsError(f"{step} failed: {detail}", detail=detail)
     return stdout
 
 
@@ -157,7 +157,7 @@ def install_text(spec: EnvironmentSpec, work: Path, *, pins_only: bool = False, 
         path = work / "requirements.txt"
         _run([uv or uv_binary(), "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header",
               "--format", "requirements-txt", "--project", str(project), "-o", str(path)],
-             work=work, what=f"uv export of {spec.source}", timeout=300, env=_tool_env(work))
+             work=work, step=f"uv export of {spec.source}", timeout=300, env=_tool_env(work))
     return path
 
 
@@ -196,14 +196,14 @@ def build_environment(spec: EnvironmentSpec, venv: Path, work: Path, *, wheels_d
     if options.index_url:  # through the environment, so credentials in it never show in a process list
         env["UV_DEFAULT_INDEX"] = options.index_url
         env.pop("UV_INDEX_URL", None)
-    what = f"environment ({spec.source}) for {target}"
+    environment = f"environment ({spec.source}) for {target}"
     _run([uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", options.python, str(venv)],
-         work=work, what=f"uv venv for {what}", timeout=300, env=env)
+         work=work, step=f"uv venv for {environment}", timeout=300, env=env)
     requirements = install_text(spec, work / "req", pins_only=wheels_dir is not None, uv=uv)
     argv = [uv, "pip", "install", "--no-config", "--python", str(venv / "bin" / "python"), "-r", str(requirements)]
     if wheels_dir is not None:
         argv += ["--offline", "--no-index", "--find-links", str(wheels_dir)]
-    _run(argv, work=work, what=f"installing the {what}", timeout=options.timeout, env=env)
+    _run(argv, work=work, step=f"installing the {environment}", timeout=options.timeout, env=env)
 
 
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
@@ -275,7 +275,7 @@ def target_requirements(requirements: Path, work: Path, *, python_version: str, 
     _run([uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header", "--no-annotate",
           "--only-binary", ":all:", "--python-version", python_version, "--python-platform", uv_platform(platform),
           "-o", str(compiled), str(requirements)],
-         work=work, what=f"resolving {requirements.name} for CPython {python_version} on {platform}", timeout=600,
+         work=work, step=f"resolving {requirements.name} for CPython {python_version} on {platform}", timeout=600,
          env=env)
     hashes = _hashes_by_name(requirements.read_text(encoding="utf-8"))
     lines = []
@@ -312,7 +312,7 @@ def download_wheels(spec: EnvironmentSpec, dest: Path, work: Path, *, python_ver
             "--dest", str(dest), *(arg for tag in platform_tags(platform) for arg in ("--platform", tag)),
             "--python-version", python_version, "--implementation", "cp", "--abi", abi,
             "--abi", "abi3", "--abi", "none", "-r", str(requirements)]
-    _run(argv, work=work, what=f"downloading wheels of {spec.source} for CPython {python_version} on {platform}",
+    _run(argv, work=work, step=f"downloading wheels of {spec.source} for CPython {python_version} on {platform}",
          timeout=1800, env=env)
     wheels = sorted(dest.glob("*.whl"))
     extra = sorted(p.name for p in dest.iterdir() if p.suffix != ".whl")

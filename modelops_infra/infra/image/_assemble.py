@@ -65,6 +65,7 @@ from modelops_infra.infra.image._manifests import (
     PythonInstall,
     is_index,
     oci_layer,
+    parse_base,
     parse_image_manifest,
     platforms_of_index,
     python_from_env,
@@ -84,7 +85,7 @@ from modelops_infra.infra.image._venv import (
     tools_identity,
 )
 
-__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "parse_base", "resolve_base",
+__all__ = ["BaseImage", "BuiltImage", "build_worker_image", "resolve_base",
            "resolve_base_digest"]
 
 log = logging.getLogger(__name__)
@@ -173,19 +174,6 @@ def _python_in_layers(client: RegistryClient, ref: Reference, manifest: ImageMan
             found.sort(key=lambda p: (p.path.startswith("/usr/local/"), tuple(map(int, p.version.split(".")))))
             return found[-1]
     return None
-
-
-def parse_base(base: str) -> Reference:
-    """Parse a base image reference, which must name its registry; raise :class:`ImageBuildError` if not."""
-    try:
-        ref = Reference.parse(base)
-    except ModelOpsError as exc:
-        raise ImageBuildError(f"base image {base!r} is not an image reference: {exc.message}", stage="base",
-                              input="base_image") from exc
-    if ref.registry is None:
-        raise ImageBuildError(f"base image {base!r} names no registry", hint="write registry/repository[:tag|@digest]",
-                              stage="base", input="base_image")
-    return ref
 
 
 def resolve_base_digest(base: str, ref: Reference, client: RegistryClient) -> str:

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelops_infra.bundles._oci import Descriptor, canonical_json
+from modelops_infra.bundles._reference import Reference
+from modelops_infra.errors import ImageBuildError, ModelOpsError
 
 __all__ = [
+    "parse_base",
     "DOCKER_CONFIG",
     "DOCKER_LAYER_GZIP",
     "DOCKER_MANIFEST",
@@ -245,3 +248,16 @@ def worker_manifest(config: Descriptor, layers: Sequence[Descriptor], annotation
     if annotations:
         data["annotations"] = dict(annotations)
     return canonical_json(data)
+
+
+def parse_base(base: str) -> Reference:
+    """Parse a base image reference, which must name its registry; raise :class:`ImageBuildError` if not."""
+    try:
+        ref = Reference.parse(base)
+    except ModelOpsError as exc:
+        raise ImageBuildError(f"base image {base!r} is not an image reference: {exc.message}", stage="base",
+                              input="base_image") from exc
+    if ref.registry is None:
+        raise ImageBuildError(f"base image {base!r} names no registry", hint="write registry/repository[:tag|@digest]",
+                              stage="base", input="base_image")
+    return ref

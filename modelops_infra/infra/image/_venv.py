@@ -227,7 +227,7 @@ def build_wheel(install: WorkerInstall, work: Path, *, python: str, timeout: flo
     _copy_checkout(install, src)
     try:
         _run([uv_binary(), "build", "--no-config", "--quiet", "--wheel", "--python", python, "--out-dir", str(dist),
-              str(src)], work=work, what=f"building the wheel of {install.checkout}", timeout=timeout, env=env)
+              str(src)], work=work, step=f"building the wheel of {install.checkout}", timeout=timeout, env=env)
     except RequirementsError as exc:
         raise ImageBuildError(f"building the wheel of {install.checkout} failed: {exc}", stage="install",
                               input="checkout") from None
@@ -254,7 +254,7 @@ def resolve_dependencies(install: WorkerInstall, wheel: Path, work: Path, *, pyt
             "--only-binary", ":all:", "--python", python, "--python-version", python_version,
             "--python-platform", PYTHON_PLATFORM, str(reqs)]
     try:
-        out = _run(argv, work=work, what="resolving the worker install", timeout=timeout, env=env)
+        out = _run(argv, work=work, step="resolving the worker install", timeout=timeout, env=env)
     except RequirementsError as exc:
         raise _install_error(exc, install, python_version) from None
     pins = []
@@ -269,13 +269,13 @@ def resolve_dependencies(install: WorkerInstall, wheel: Path, work: Path, *, pyt
 
 def _venv_at(venv: Path, work: Path, *, python: str, env: dict[str, str]) -> None:
     _run([uv_binary(), "venv", "--quiet", "--relocatable", "--no-config", "--python", python, str(venv)],
-         work=work, what="uv venv for the worker image", timeout=300, env=env)
+         work=work, step="uv venv for the worker image", timeout=300, env=env)
 
 
 def _install_no_deps(venv: Path, requirements: list[str], work: Path, *, env: dict[str, str], timeout: float) -> None:
     argv = [uv_binary(), "pip", "install", "--quiet", "--no-config", "--no-deps", "--python",
             str(venv / "bin" / "python"), "--only-binary", ":all:", "--python-platform", PYTHON_PLATFORM, *requirements]
-    _run(argv, work=work, what="installing the worker venv", timeout=timeout, env=env)
+    _run(argv, work=work, step="installing the worker venv", timeout=timeout, env=env)
 
 
 def _byte_compile(root: Path, lib: Path, work: Path, *, python: str, image_venv: str, env: dict[str, str],

@@ -194,7 +194,7 @@ class WorkerImage(Resource, module="modelops", name="WorkerImage"):
         from pathlib import Path
 
         from modelops_infra.errors import ConfigurationError, ModelOpsError
-        from modelops_infra.infra.image._assemble import parse_base
+        from modelops_infra.infra.image._manifests import parse_base
         from modelops_infra.infra.image._venv import WorkerInstall
 
         python_version = args.python_version or "%d.%d" % sys.version_info[:2]

@@ -193,7 +193,7 @@ def _sdist_only(tmp_path: Path) -> Path:
 def test_a_package_without_a_wheel_for_the_target_fails_naming_the_package(
         registry: Registry, base_ref: str, tmp_path: Path) -> None:
     sdist = _sdist_only(tmp_path)
-    install = WorkerInstall(Path(__file__).resolve().parents[2], extra_packages=(f"nowheel @ {sdist.as_uri()}",))
+    install = WorkerInstall(REPO_ROOT, extra_packages=(f"nowheel @ {sdist.as_uri()}",))
     with pytest.raises(ImageBuildError, match="package nowheel has no wheel for CPython 3.11") as info:
         build_worker_image(base_ref, f"{registry.address}/errors/nowheel", install, layer_cache=tmp_path / "layers")
     assert (info.value.stage, info.value.input) == ("install", "extra_packages")
