@@ -127,3 +127,22 @@ def test_insecure_means_plain_http_to_the_target_registry_only() -> None:
         assert (target.scheme, base.scheme) == ("http", "https")
     with _client_factory({"target": "10.233.0.2:5000/modelops/dask-worker"})("10.233.0.2:5000", None) as client:
         assert client.scheme == "https", "HTTPS unless insecure is asked for"
+
+
+def test_a_base_pinned_by_digest_is_resolved_once_and_a_tag_every_time(registry: Registry,
+                                                                        tiny_base: PushedImage) -> None:
+    provider = WorkerImageProvider()
+    pinned = f"{registry.address}/base/tiny@{tiny_base.digest}"
+    first = provider.check({}, _inputs(registry, base_image=pinned)).inputs
+    assert first["base_digest"] == tiny_base.digest
+    before = registry.requests_matching("GET", "/base/tiny/manifests/")
+    again = provider.check(first, _inputs(registry, base_image=pinned))
+    assert again.failures == [] and again.inputs["base_digest"] == tiny_base.digest
+    assert registry.requests_matching("GET", "/base/tiny/manifests/") == before, "a pinned base asks the registry nothing"
+    tagged = _inputs(registry)
+    checked = provider.check({}, tagged).inputs
+    provider.check(checked, tagged)
+    assert registry.requests_matching("GET", "/base/tiny/manifests/") > before, "a tag may move: it is resolved again"
+    moved = provider.check({**first, "base_digest": "sha256:" + "0" * 64},
+                           _inputs(registry, base_image=f"{registry.address}/base/tiny@{tiny_base.digest}x"))
+    assert moved.failures, "another pinned reference is resolved, not taken from the old inputs"

@@ -97,11 +97,7 @@ def _client_factory(props: dict[str, Any]) -> ClientFactory:
 class WorkerImageProvider(ResourceProvider):
     """Stateless: every method creates the clients it needs and closes them."""
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from modelops_infra.bundles._registry import RegistryClient
-        from modelops_infra.errors import ModelOpsError
-        from modelops_infra.infra.image._assemble import parse_base, resolve_base_digest
-
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
         target = news.get("target")
         if isinstance(target, str) and _known(target) and \
@@ -110,7 +106,15 @@ class WorkerImageProvider(ResourceProvider):
         base = news.get("base_image")
         if not isinstance(base, str) or not base:
             failures.append(CheckFailure("base_image", "modelops:workspace.baseImage is empty"))
+        elif _known(base) and "@sha256:" in base and olds.get("base_image") == base and olds.get("base_digest"):
+            # A base pinned by digest cannot change: what it resolved to last time still holds, and a
+            # no-op `pulumi up` of the default (pinned) base asks no registry anything.
+            news = {**news, "base_digest": olds["base_digest"]}
         elif _known(base):
+            from modelops_infra.bundles._registry import RegistryClient
+            from modelops_infra.errors import ModelOpsError
+            from modelops_infra.infra.image._assemble import parse_base, resolve_base_digest
+
             try:
                 ref = parse_base(base)
                 with RegistryClient(ref.registry or "", timeout=30.0) as client:
