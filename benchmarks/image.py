@@ -28,7 +28,7 @@ from benchmarks._result import Result
 from harness.images import base_rootfs_tar, push_rootfs_image, start_dockerd
 from harness.services import REPO_ROOT, start_package_index, start_registry
 from modelops_infra.bundles import RegistryClient
-from modelops_infra.bundles._envbuild import platform_tags, uv_binary
+from modelops_infra.bundles._envbuild import compile_pins, platform_tags
 from modelops_infra.infra.image import WorkerInstall, build_worker_image, checkout_files
 from modelops_infra.infra.image._venv import PYTHON_PLATFORM
 
@@ -49,10 +49,9 @@ def _wheels(checkout: Path, dest: Path) -> None:
     """Resolve the worker install for the image's platform and download every wheel into ``dest``."""
     reqs = dest.parent / "worker-requirements.in"
     reqs.write_text(f"modelops-infra[azure] @ {checkout.as_uri()}\nuv\n" + "".join(f"{p}\n" for p in EXTRA_PACKAGES))
-    pins = subprocess.run([uv_binary(), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
-                           "--python-version", "3.11", "--python-platform", PYTHON_PLATFORM, str(reqs)],
-                          check=True, capture_output=True, text=True, timeout=600).stdout.split()
-    pins = [p for p in pins if not p.startswith("modelops-infra") and "==" in p]
+    pins = [p for p in compile_pins(reqs, dest.parent, python_version="3.11", platform=PYTHON_PLATFORM,
+                                    env=dict(os.environ), step="resolving the worker install")
+            if not p.startswith("modelops-infra")]
     platforms = [arg for tag in platform_tags("manylinux_2_28_x86_64") for arg in ("--platform", tag)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
                     "--implementation", "cp", "--python-version", "3.11", *platforms, "--dest", str(dest), *pins],

@@ -1,7 +1,7 @@
 # The Dask worker (and scheduler) image for the modelops workspaces, for people who build with Docker.
 #
 # The stack builds this image itself, without a daemon (`WorkerImage`, see docs/architecture.md); this
-# file is the alternative, and tests/image/test_dockerfile.py checks that both install the same packages
+# file is the alternative, and tests/infra/image/test_dockerfile.py checks that both install the same packages
 # on the same base. It holds the worker install only: `modelops-infra[azure]` (Dask, the bundle client,
 # azure-identity), `uv` (bundle environments) and EXTRA_PACKAGES. No Pulumi.
 #

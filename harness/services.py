@@ -174,21 +174,24 @@ def start_dask(root: Path, *, workers: int = 1, nthreads: int = 2, worker_env: M
         raise RuntimeError(f"dask scheduler not ready within 30 s:\n{tail(root / 'scheduler.log', 40)}")
     env = {**base_env, **(worker_env or {})}
     cluster.worker_env = dict(worker_env or {})
-    for i in range(workers):
-        argv = worker_argv(cluster.scheduler_address, f"w{i}", nthreads, "auto", str(root / f"w{i}"))
-        if not preload:  # for the tests that register the plugin from the client instead
-            at = argv.index("--preload")
-            del argv[at:at + 2]
-        cluster.procs.append(spawn_detached(argv, log=root / f"worker{i}.log", env=env))
-    from distributed import Client
+    try:
+        for i in range(workers):
+            argv = worker_argv(cluster.scheduler_address, f"w{i}", nthreads, "auto", str(root / f"w{i}"))
+            if not preload:  # for the tests that register the plugin from the client instead
+                at = argv.index("--preload")
+                del argv[at:at + 2]
+            cluster.procs.append(spawn_detached(argv, log=root / f"worker{i}.log", env=env))
+        from distributed import Client
 
-    with Client(cluster.scheduler_address, timeout=30) as client:
-        deadline = time.monotonic() + 60
-        while len(client.scheduler_info(n_workers=-1)["workers"]) < workers:
-            if not all(p.alive() for p in cluster.procs) or time.monotonic() > deadline:
-                cluster.stop()
-                raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}")
-            time.sleep(0.1)
+        with Client(cluster.scheduler_address, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while len(client.scheduler_info(n_workers=-1)["workers"]) < workers:
+                if not all(p.alive() for p in cluster.procs) or time.monotonic() > deadline:
+                    raise RuntimeError(f"dask workers did not start:\n{cluster.logs()}")
+                time.sleep(0.1)
+    except BaseException:
+        cluster.stop()  # nothing started here outlives a failed start
+        raise
     return cluster
 
 

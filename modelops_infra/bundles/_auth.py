@@ -81,6 +81,14 @@ def _docker_config_path(env: Mapping[str, str]) -> str:
     return os.path.join(base, "config.json")
 
 
+def _is_docker_hub(registry: str) -> bool:
+    """Whether ``registry`` is Docker Hub, whose credentials `docker login` keeps under its legacy index URL."""
+    try:
+        return RegistryHost.parse(registry).api_netloc == "registry-1.docker.io"
+    except ConfigurationError:
+        return False
+
+
 def resolve_basic_credentials(registry: str, environ: Mapping[str, str] | None = None) -> BasicCredentials | None:
     """Basic credentials for ``registry`` from the environment or the Docker config, if any.
 
@@ -106,7 +114,8 @@ def resolve_basic_credentials(registry: str, environ: Mapping[str, str] | None =
     auths = {} if auths is None else auths
     if not isinstance(auths, dict):
         raise ConfigurationError(f"{path}: 'auths' is not an object")
-    for key in (registry, f"https://{registry}", f"http://{registry}"):
+    hub = ("https://index.docker.io/v1/",) if _is_docker_hub(registry) else ()
+    for key in (registry, f"https://{registry}", f"http://{registry}", *hub):
         entry = auths.get(key)
         if not isinstance(entry, dict):
             continue

@@ -259,32 +259,40 @@ def _hashes_by_name(text: str) -> dict[str, list[str]]:
     return out
 
 
+def compile_pins(requirements: Path, work: Path, *, python_version: str, platform: str, env: Mapping[str, str],
+                 step: str, python: str | None = None, timeout: float = 600.0) -> list[str]:
+    """``uv pip compile --only-binary :all:`` of ``requirements`` for the workers: the pinned lines, in uv's order.
+
+    ``platform`` is a wheel tag (``manylinux_2_28_x86_64``) or uv's name for one; markers are evaluated
+    for it and ``python_version``, not for this host. Option and comment lines are dropped.
+    Raises :class:`RequirementsError` (uv's message) naming ``step``.
+    """
+    argv = [uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header", "--no-annotate",
+            "--only-binary", ":all:", *(["--python", python] if python else []), "--python-version", python_version,
+            "--python-platform", uv_platform(platform), str(requirements)]
+    out = _run(argv, work=work, step=step, timeout=timeout, env=env)
+    lines = (line.split(" #", 1)[0].strip() for line in out.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
 def target_requirements(requirements: Path, work: Path, *, python_version: str, platform: str,
                         env: Mapping[str, str]) -> Path:
-    """Resolve ``requirements`` for the workers with ``uv pip compile`` and return the pinned file.
+    """Resolve ``requirements`` for the workers (:func:`compile_pins`) and return the pinned file.
 
     Markers (``python_version``, ``sys_platform``, ``platform_machine``) are
     evaluated for the workers' Python and platform, not for this host, which
     ``pip download --platform`` alone would do. The file's ``--hash`` options are
-    carried over to the pins, so the download still checks them.
+    carried over to the pins, so the download still checks them. uv reads no
+    ``pip.conf``: the index is ``UV_DEFAULT_INDEX`` in ``env``, or PyPI.
     """
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    compiled = work / "target-pins.txt"
-    _run([uv_binary(), "pip", "compile", "--no-config", "--quiet", "--no-header", "--no-annotate",
-          "--only-binary", ":all:", "--python-version", python_version, "--python-platform", uv_platform(platform),
-          "-o", str(compiled), str(requirements)],
-         work=work, step=f"resolving {requirements.name} for CPython {python_version} on {platform}", timeout=600,
-         env=env)
+    pins = compile_pins(requirements, work, python_version=python_version, platform=platform, env=env,
+                        step=f"resolving {requirements.name} for CPython {python_version} on {platform}")
     hashes = _hashes_by_name(requirements.read_text(encoding="utf-8"))
-    lines = []
-    for line in compiled.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name = canonicalize_name(Requirement(line).name)
-        lines.append(line + "".join(f" --hash={h}" for h in hashes.get(name, ())))
+    lines = [pin + "".join(f" --hash={h}" for h in hashes.get(canonicalize_name(Requirement(pin).name), ()))
+             for pin in pins]
     out = work / "target-requirements.txt"
     out.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
     return out

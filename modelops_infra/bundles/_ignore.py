@@ -28,7 +28,8 @@ from pathlib import Path
 
 from modelops_infra.errors import BundleValidationError
 
-__all__ = ["IGNORE_FILE", "BundleFile", "BundleScan", "IgnoreRules", "list_bundle_files", "scan_bundle"]
+__all__ = ["IGNORE_FILE", "BundleFile", "BundleScan", "IgnoreRules", "list_bundle_files", "printable", "read_ignore_file",
+           "scan_bundle"]
 
 IGNORE_FILE = ".bundleignore"
 _TOOL_DIRS = (".modelops/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".hypothesis/", ".tox/", ".nox/",
@@ -92,7 +93,6 @@ def read_ignore_file(path: Path) -> str:
 def printable(path: Path | str) -> str:
     """``path`` as text that can always be printed: bytes that are not UTF-8 shown as ``\\xff`` (pure)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
-
 
 
 @dataclass(frozen=True)

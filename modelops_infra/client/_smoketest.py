@@ -177,22 +177,32 @@ def _innermost(frames: list[Any]) -> str:
     return " ".join(str(frames[-1]).split()) if frames else "no stack"
 
 
-def _whereabouts(client: Client, key: str) -> str:
-    """Where a task that timed out is, from the scheduler's and the worker's public views (best effort).
+#: How long each question to the cluster about a timed-out task may take: the answer is only context.
+_WHEREABOUTS_TIMEOUT = 5.0
 
-    ``"; it was running on worker tcp://…, in: File "sim.py", line 3, in run time.sleep(600)"``;
+
+def _whereabouts(client: Client, key: str) -> str:
+    """Where a task that timed out is, from the scheduler's and the workers' public views (best effort).
+
+    ``"; it was running on worker tcp://…, in: File "sim.py", line 3, in run time.sleep(600)"`` (for a
+    bundle run in a child process, the frame is the worker waiting on that process);
     ``"; it was waiting on worker tcp://…, whose threads ran 1 other task(s), e.g. <key> in: …"`` (a
     cancelled task runs on in its thread until it returns); ``"; no worker had taken it: …"``; or
-    ``""`` if the cluster does not answer. Tells a slow or hung simulation from a busy cluster.
+    ``""`` if the cluster does not answer within a few seconds. Tells a hung simulation from a busy cluster.
     """
+    scheduler = client.scheduler
+    if scheduler is None:  # the client is closed
+        return ""
     try:
-        processing = client.processing()
+        processing = client.sync(scheduler.processing, workers=None, callback_timeout=_WHEREABOUTS_TIMEOUT)
         on = [worker for worker, keys in processing.items() if key in keys]
         if not on:
             busy = sum(len(keys) for keys in processing.values())
             return f"; no worker had taken it: {len(processing)} worker(s) were busy with {busy} task(s)"
         worker = on[0]
-        stacks = client.call_stack().get(worker) or {}
+        # every worker's running tasks (a cancelled task is no longer the scheduler's, but still runs)
+        stacks = (client.sync(scheduler.call_stack, keys=None, callback_timeout=_WHEREABOUTS_TIMEOUT)
+                  .get(worker) or {})
         if key in stacks:
             return f"; it was running on worker {worker}, in: {_innermost(stacks[key])}"
         others = [(k, frames) for k, frames in stacks.items() if k != key]

@@ -22,6 +22,7 @@ Pure, but for :func:`read_top_level`, which imports Pulumi when called.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -251,8 +252,8 @@ def seconds(value: Any, key: str) -> float:
         number = float(value)
     except ValueError as exc:
         raise ConfigurationError(f"{key}: expected a number, got {value!r}", key=key) from exc
-    if number <= 0:
-        raise ConfigurationError(f"{key}: must be > 0 seconds, got {number}", key=key)
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(f"{key}: must be a finite number > 0 of seconds, got {value!r}", key=key)
     return number
 
 

@@ -45,6 +45,7 @@ __all__ = ["deploy", "main"]
 
 logger = logging.getLogger(__name__)
 
+
 def main() -> None:
     """Entry point for ``__main__.py``: load config, deploy, export the outputs.
 
@@ -209,5 +210,3 @@ def _smoke_test(
     return add_smoke_test(cfg.smoke_test, login_server=login_server, repository=cfg.workspace.bundle_repository,
                           namespace=workspace.namespace, scheduler_service=workspace.scheduler_service,
                           depends_on=[workspace], **endpoint)
-
-

@@ -136,3 +136,17 @@ def test_a_docker_config_for_another_registry_is_not_used(auth_registry, pushed,
     with RegistryClient(auth_registry.address, environ=env) as client, pytest.raises(RegistryAuthError) as info:
         client.resolve("tests/private", "v1")
     assert "anonymous" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["docker.io", "index.docker.io"])
+def test_docker_hub_credentials_are_found_under_the_index_url_docker_login_writes(tmp_path, name):
+    import base64
+
+    from modelops_infra.bundles._auth import resolve_basic_credentials
+
+    auth = base64.b64encode(b"hubuser:hubpass").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": auth}}}))
+    creds = resolve_basic_credentials(name, {"DOCKER_CONFIG": str(tmp_path)})
+    assert creds is not None and (creds.username, creds.password) == ("hubuser", "hubpass")
+    assert resolve_basic_credentials("registry.example", {"DOCKER_CONFIG": str(tmp_path)}) is None, \
+        "Docker Hub's entry is Docker Hub's only"

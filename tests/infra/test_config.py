@@ -220,3 +220,10 @@ def test_the_local_stack_config_and_its_workers_provider_agree_on_the_worker_cou
 
 def test_a_kubernetes_workspace_may_be_scaled_to_zero_workers() -> None:
     assert parse_stack_config({"workspace": {"workers": 0}}).workspace.workers == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", 0, -3, "0"])
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigurationError) as info:
+        parse_stack_config({"cloud": "local", "smokeTest": {"timeout": value}})
+    assert "modelops:smokeTest.timeout" in str(info.value)

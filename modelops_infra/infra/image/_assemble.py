@@ -33,9 +33,11 @@ Errors are :class:`~modelops_infra.errors.ImageBuildError`, with ``stage``
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 import tarfile
@@ -228,6 +230,21 @@ def _copy_base_layers(base: BaseImage, base_client: RegistryClient, target: Regi
     return mounted, copied
 
 
+def _claim(cache: LayerCache, key: str, layer: PackedLayer, dest: Path) -> PackedLayer | None:
+    """``layer`` from the cache, verified and hard-linked (else copied) to ``dest``; ``None`` if it is gone or corrupt."""
+    if not cache.verify(key, layer):
+        return None
+    try:
+        try:
+            os.link(layer.path, dest)
+        except OSError:
+            shutil.copyfile(layer.path, dest)
+    except OSError as exc:
+        log.info("image layer cache: entry %s went away (%s); rebuilding the layer", key, exc)
+        return None
+    return dataclasses.replace(layer, path=dest)
+
+
 def _retarget_venv(venv: Path, python: PythonInstall) -> dict[str, str]:
     """Point the venv at the image's interpreter: ``pyvenv.cfg`` home, and the ``bin/python`` link."""
     cfg = venv / "pyvenv.cfg"
@@ -270,8 +287,10 @@ def _venv_layers(install: WorkerInstall, wheel: Path, python: PythonInstall, wor
                            tools=tools_identity(build_python), compresslevel=compresslevel)
     lap("resolve")
     dependencies = cache.get(key)
-    if dependencies is not None and not in_target(dependencies.digest) and not cache.verify(key, dependencies):
-        dependencies = None
+    if dependencies is not None and not in_target(dependencies.digest):
+        # to be uploaded from the cache: checked, then linked into the work directory, so another
+        # build pruning the cache meanwhile cannot take the file away mid-upload
+        dependencies = _claim(cache, key, dependencies, work / "dependencies.tar.gz")
     cached = dependencies is not None
     if dependencies is None:
         venv = work / "venv"

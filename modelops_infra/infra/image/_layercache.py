@@ -87,13 +87,18 @@ class LayerCache:
         """
         entry = self.root / key
         try:
-            meta = json.loads((entry / _META).read_text(encoding="utf-8"))
+            text = (entry / _META).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None  # no entry (a missing blob beside a description is a broken entry, below)
+        except OSError as exc:
+            log.warning("image layer cache: cannot read %s (%s)", entry, exc)
+            return None
+        try:
+            meta = json.loads(text)
             layer = PackedLayer(entry / _BLOB, str(meta["digest"]), int(meta["size"]), str(meta["diff_id"]))
             if meta.get("format") != LAYER_FORMAT or layer.path.stat().st_size != layer.size:
                 raise ValueError("format or size mismatch")
             os.utime(entry)
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("image layer cache: dropping broken entry %s (%s)", entry, exc)
             self.evict(key)

@@ -46,7 +46,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from modelops_infra.bundles._envbuild import _run, _tool_env, redact, uv_binary
+from modelops_infra.bundles._envbuild import _run, _tool_env, compile_pins, redact, uv_binary
 from modelops_infra.errors import ImageBuildError, RequirementsError
 
 __all__ = ["PROJECT", "PYTHON_PLATFORM", "WorkerInstall", "build_dependencies", "build_wheel", "checkout_files",
@@ -250,21 +250,12 @@ def resolve_dependencies(install: WorkerInstall, wheel: Path, work: Path, *, pyt
     env = _uv_env(install, work)
     reqs = work / "requirements.in"
     reqs.write_text("".join(f"{r}\n" for r in install.requirements(wheel)), encoding="utf-8")
-    argv = [uv_binary(), "pip", "compile", "--quiet", "--no-config", "--no-header", "--no-annotate",
-            "--only-binary", ":all:", "--python", python, "--python-version", python_version,
-            "--python-platform", PYTHON_PLATFORM, str(reqs)]
     try:
-        out = _run(argv, work=work, step="resolving the worker install", timeout=timeout, env=env)
+        pins = compile_pins(reqs, work, python_version=python_version, platform=PYTHON_PLATFORM, env=env,
+                            step="resolving the worker install", python=python, timeout=timeout)
     except RequirementsError as exc:
         raise _install_error(exc, install, python_version) from None
-    pins = []
-    for line in out.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        if canonicalize_name(Requirement(line).name) != PROJECT:
-            pins.append(line)
-    return tuple(sorted(pins))
+    return tuple(sorted(pin for pin in pins if canonicalize_name(Requirement(pin).name) != PROJECT))
 
 
 def _venv_at(venv: Path, work: Path, *, python: str, env: dict[str, str]) -> None:
