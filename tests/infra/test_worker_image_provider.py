@@ -87,8 +87,8 @@ def test_nothing_else_rebuilds_and_a_tag_change_keeps_the_image() -> None:
     provider = WorkerImageProvider()
     assert not provider.diff("id", olds, {**olds, "checkout": "/elsewhere"}).changes
     assert provider.diff("id", olds, {**olds, "tag": "b"}).changes
-    outs = provider.update("id", olds, {**olds, "tag": "b"}).outs  # builds nothing: no registry here
-    assert (outs["image_ref"], outs["digest"], outs["tag"]) == ("r@sha256:x", "sha256:x", "b")
+    outs = provider.update("id", olds, {**olds, "tag": None}).outs  # builds nothing, tags nothing: no registry here
+    assert (outs["image_ref"], outs["digest"], outs["tag"]) == ("r@sha256:x", "sha256:x", None)
 
 
 def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Registry, tiny_base: PushedImage,
@@ -107,13 +107,17 @@ def test_create_builds_and_pushes_and_a_noop_up_changes_nothing(registry: Regist
     assert not provider.diff(created.id, outs, again.inputs).changes, "a no-op up must not rebuild"
     assert not any(k.startswith("__") or "password" in k or "credential" in k for k in outs), sorted(outs)
     assert len(list((tmp_path / "layers").iterdir())) == 1, "the dependencies layer is kept where the env says"
+    retagged = provider.update(created.id, outs, {**again.inputs, "tag": "t2"}).outs
+    assert (retagged["digest"], retagged["tag"]) == (outs["digest"], "t2"), "a new tag keeps the image"
+    with RegistryClient(registry.address) as client:
+        assert client.resolve("provider/worker", "t2") == outs["digest"], "and the new tag names it in the registry"
 
 
 def test_stack_credentials_are_used_for_the_push_and_never_kept_in_the_outputs() -> None:
     olds = {**{k: "same" for k in REBUILD_KEYS}, "tag": "a", "image_ref": "r@sha256:x", "digest": "sha256:x",
             "layer_digest": "sha256:y"}
-    news = {**olds, "tag": "b", "registry_username": "robot", "registry_password": "pa55-do-not-leak"}
-    outs = WorkerImageProvider().update("id", olds, news).outs  # tag only: builds nothing
+    news = {**olds, "tag": None, "registry_username": "robot", "registry_password": "pa55-do-not-leak"}
+    outs = WorkerImageProvider().update("id", olds, news).outs  # tag removed: builds and tags nothing
     assert outs["registry_username"] == "robot"
     assert "registry_password" not in outs, "the password is a secret input, never an output"
     creds = _target_credentials(news)

@@ -14,7 +14,8 @@ base without linux/amd64 fails preview naming ``base_image``.
 
 ``diff`` is explicit: the image is rebuilt only when ``base_digest``,
 ``install_hash``, ``extra_packages``, ``python_version`` or ``target`` change.
-A no-op ``pulumi up`` builds and uploads nothing. ``tag`` alone never rebuilds.
+A no-op ``pulumi up`` builds and uploads nothing. ``tag`` alone never rebuilds: the new tag is
+pointed at the same manifest.
 
 Outputs: the inputs (less ``registry_password``) plus ``image_ref``
 (``registry/repo@sha256:…``), ``digest`` and ``layer_digest`` (the top layer,
@@ -94,6 +95,21 @@ def _client_factory(props: dict[str, Any]) -> ClientFactory:
     return factory
 
 
+def _retag(props: dict[str, Any], digest: str) -> None:
+    """Point ``props["tag"]`` at the already pushed manifest ``digest`` in ``props["target"]`` (no build)."""
+    from modelops_infra.bundles._reference import Reference
+    from modelops_infra.errors import ImageBuildError, IntegrityError, RegistryError
+
+    ref = Reference.parse(props["target"])
+    try:
+        with _client_factory(props)(ref.registry or "", _target_credentials(props)) as client:
+            raw, media_type = client.get_image_manifest(ref.repository, digest)
+            client.put_manifest(ref.repository, props["tag"], raw, media_type)
+    except (RegistryError, IntegrityError) as exc:
+        raise ImageBuildError(f"tagging {props['target']}@{digest} as {props['tag']!r}: {exc.message}",
+                              stage="push", input="target") from exc
+
+
 class WorkerImageProvider(ResourceProvider):
     """Stateless: every method creates the clients it needs and closes them."""
 
@@ -136,8 +152,10 @@ class WorkerImageProvider(ResourceProvider):
 
         outs = {k: v for k, v in props.items() if k not in _SECRET_KEYS and not k.startswith("__")}
         if olds is not None and not any(olds.get(k) != props.get(k) for k in REBUILD_KEYS):
-            # Only the tag changed: the image is the same.
+            # Only the tag changed: the image is the same; the new tag is pointed at it.
             outs.update({k: olds.get(k) for k in _OUTPUT_KEYS})
+            if props.get("tag"):
+                _retag(props, str(olds["digest"]))
             return outs
         install = WorkerInstall(Path(props["checkout"]), extra_packages=tuple(props.get("extra_packages") or ()))
         built = build_worker_image(props["base_image"], props["target"], install,
