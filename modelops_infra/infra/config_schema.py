@@ -253,7 +253,7 @@ def seconds(value: Any, key: str) -> float:
     except ValueError as exc:
         raise ConfigurationError(f"{key}: expected a number, got {value!r}", key=key) from exc
     if not math.isfinite(number) or number <= 0:
-        raise ConfigurationError(f"{key}: must be a finite number > 0 of seconds, got {value!r}", key=key)
+        raise ConfigurationError(f"{key}: must be > 0 seconds (and finite), got {number}", key=key)
     return number
 
 
