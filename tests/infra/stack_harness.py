@@ -267,6 +267,9 @@ def run_program(
 
     mocks = mocks or AzureMocks()
     monitor = RecordingMonitor(mocks)
+    # set_mocks keeps a root Stack left by an earlier run, which would parent this stack's resources
+    # under the earlier stack's URN: start from none.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="modelops", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     resolved: dict[str, Any] = {}
