@@ -42,6 +42,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from modelops_infra.errors import ConfigurationError
+
 __all__ = [
     "ENVIRONMENT_FILES",
     "PYLOCK_FILE",
@@ -79,6 +81,21 @@ class PythonTarget:
         """The running interpreter (on a worker: the worker's own Python, fixed by its image)."""
         return cls(sys.implementation.name, f"{sys.version_info.major}.{sys.version_info.minor}",
                    sysconfig.get_platform())
+
+    @classmethod
+    def of(cls, python: str | None = None, platform: str | None = None) -> PythonTarget:
+        """This interpreter, with ``python`` (``major.minor``) and ``platform`` (``sysconfig.get_platform()``
+        of the workers, e.g. ``linux-x86_64``) overridden when given: the key a worker of that target computes.
+
+        Raises :class:`ConfigurationError` naming ``--python`` or ``--platform`` for a malformed value.
+        """
+        current = cls.current()
+        if python is not None and not re.fullmatch(r"[0-9]+\.[0-9]+", python):
+            raise ConfigurationError(f"--python {python!r} is not a major.minor version such as 3.11")
+        if platform is not None and not re.fullmatch(r"[a-z][a-z0-9_.-]*", platform):
+            raise ConfigurationError(f"--platform {platform!r} is not a platform such as linux-x86_64",
+                                     hint="the workers' `python -c 'import sysconfig; print(sysconfig.get_platform())'`")
+        return cls(current.implementation, python or current.version, platform or current.platform)
 
     def __str__(self) -> str:
         name = {"cpython": "CPython", "pypy": "PyPy"}.get(self.implementation, self.implementation)

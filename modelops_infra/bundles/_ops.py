@@ -186,8 +186,9 @@ _ENV_FILE_NAMES = frozenset({*ENVIRONMENT_FILES, "pyproject.toml"})
 _ENV_FILE_CAP = 16 * 1024**2
 
 
-def _environment_summary(env_files: dict[str, bytes], wheel_digests: list[str]) -> dict[str, Any] | None:
-    """The declared environment of a pushed bundle and its key for this interpreter (``None`` if none)."""
+def _environment_summary(env_files: dict[str, bytes], wheel_digests: list[str],
+                         target: PythonTarget | None = None) -> dict[str, Any] | None:
+    """The declared environment of a pushed bundle and its key for ``target`` (default: this interpreter)."""
     if not env_files.keys() & set(ENVIRONMENT_FILES):
         return None
     with tempfile.TemporaryDirectory(prefix="modelops-inspect-") as tmp:
@@ -196,7 +197,7 @@ def _environment_summary(env_files: dict[str, bytes], wheel_digests: list[str]) 
         spec, problems = find_environment(Path(tmp))
     if spec is None:
         return {"problems": [p.replace(tmp + "/", "").replace(tmp, "bundle") for p in problems]}
-    target = PythonTarget.current()
+    target = target or PythonTarget.current()
     return {"file": spec.source, "kind": spec.kind, "pins": list(spec.pins), "python": str(target),
             "key": environment_key(spec, target, wheel_digests), "wheels": len(wheel_digests)}
 
@@ -207,7 +208,8 @@ INSPECT_MAX_CONFIG = 1024 * 1024
 INSPECT_SPOOL_BYTES = 8 * 1024 * 1024
 
 
-def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None) -> dict[str, Any]:
+def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = None,
+                   target: PythonTarget | None = None) -> dict[str, Any]:
     """Manifest, annotations, layers and every file (with sizes) of a pushed bundle.
 
     Downloads (and verifies) only the config and the small code layer; large
@@ -218,6 +220,7 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
 
     Raises :class:`IntegrityError` naming the reference when it is not a bundle
     (an image index, another artifact type) or its config or code layer is malformed.
+    The environment's key is computed for ``target`` (:meth:`PythonTarget.of`; default: this interpreter).
     """
     import io
     import json
@@ -279,7 +282,7 @@ def inspect_bundle(ref: Reference | str, *, settings: BundleSettings | None = No
         "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size, "title": d.title}
                    for d in layout.descriptors],
         "files": sorted(files, key=lambda f: f["path"]),
-        "environment": _environment_summary(env_files, [w["digest"] for w in wheels]),
+        "environment": _environment_summary(env_files, [w["digest"] for w in wheels], target),
         "wheels": wheels,
         "total_bytes": layout.total_size,
     }

@@ -20,11 +20,18 @@ bundle_app = typer.Typer(help="Validate, push, pull and inspect bundles.", no_ar
 
 _PATH = typer.Argument(..., help="Bundle directory (holds manifest.json).", show_default=False)
 _JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+_PYTHON = typer.Option(None, "--python", show_default=False,
+                       help="The workers' Python (major.minor) for the environment key. Default: this one.")
+_PLATFORM = typer.Option(None, "--platform", show_default=False,
+                         help="The workers' platform (sysconfig.get_platform(), e.g. linux-x86_64) for the"
+                              " environment key. Default: this one.")
 
 
 @bundle_app.command("validate")
-def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
+def validate(path: Path = _PATH, as_json: bool = _JSON, python: str | None = _PYTHON,
+             platform: str | None = _PLATFORM) -> None:
     """Check a bundle without running it; list every problem and exit 1 if there is one."""
+    target = bundles.PythonTarget.of(python, platform)
     report = bundles.validate_bundle(path)
     env = report.environment
     if as_json:
@@ -34,14 +41,14 @@ def validate(path: Path = _PATH, as_json: bool = _JSON) -> None:
                                                        "entrypoint": m.entrypoint},
                    "environment": None if env is None else {
                        "file": env.source, "kind": env.kind, "pins": list(env.pins),
-                       "key": bundles.environment_key(env), "python": str(bundles.PythonTarget.current())}})
+                       "key": bundles.environment_key(env, target), "python": str(target)}})
     elif report.ok:
         assert report.manifest is not None
         m = report.manifest
         typer.echo(f"{path}: valid bundle {m.name} {m.version} (entrypoint {m.entrypoint})")
         if env is not None:
             typer.echo(f"  environment: {env.source}, {len(env.pins)} requirement(s); key for"
-                       f" {bundles.PythonTarget.current()}: {bundles.environment_key(env)}")
+                       f" {target}: {bundles.environment_key(env, target)}")
         for warning in report.warnings:
             typer.echo(f"  warning: {warning}", err=True)
     else:
@@ -170,9 +177,11 @@ def _inspect_table(info: dict[str, Any]) -> Table:
 def inspect(
     ref: str = typer.Argument(..., help="[registry/]repository[:tag|@sha256:...]", show_default=False),
     as_json: bool = _JSON,
+    python: str | None = _PYTHON,
+    platform: str | None = _PLATFORM,
 ) -> None:
     """Show a pushed bundle's manifest, files and sizes without downloading it."""
-    info = bundles.inspect_bundle(ref)
+    info = bundles.inspect_bundle(ref, target=bundles.PythonTarget.of(python, platform))
     if as_json:
         echo_json(info)
         return

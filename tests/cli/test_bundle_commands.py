@@ -172,3 +172,23 @@ def test_no_progress_bar_when_stdout_is_not_a_terminal(mops, make_bundle, regist
     result = mops("bundle", "push", bundle, "-r", registry.address)
     assert result.exit_code == ExitCode.SUCCESS
     assert "\r" not in result.output and "━" not in result.output, "a progress bar was drawn on a non-terminal"
+
+
+def test_the_environment_key_is_shown_for_the_workers_python_and_platform_when_given(mops, make_bundle, registry):
+    from modelops_infra.bundles import PythonTarget, environment_key, find_environment, push_bundle
+
+    root = make_bundle("keyed", requirements="six==1.16.0\n")
+    spec, _ = find_environment(root)
+    assert spec is not None
+    here = json.loads(mops("bundle", "validate", root, "--json").stdout)["environment"]
+    assert here["key"] == environment_key(spec, PythonTarget.current())
+    workers = PythonTarget(PythonTarget.current().implementation, "3.12", "linux-aarch64")
+    there = json.loads(mops("bundle", "validate", root, "--json", "--python", "3.12",
+                            "--platform", "linux-aarch64").stdout)["environment"]
+    assert there["key"] == environment_key(spec, workers) != here["key"]
+    assert there["python"].endswith("3.12 on linux-aarch64")
+    ref = str(push_bundle(root, registry.address).reference)
+    shown = mops("bundle", "inspect", ref, "--python", "3.12", "--platform", "linux-aarch64").stdout
+    assert f"env key       {environment_key(spec, workers)} (for" in shown, shown
+    bad = mops("bundle", "validate", root, "--python", "3")
+    assert bad.exit_code == ExitCode.CONFIG and "--python '3' is not a major.minor version" in bad.output
