@@ -55,13 +55,6 @@ COMPONENTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_config_left_behind() -> Any:
-    """Pulumi's config is process-global; clear what a test set."""
-    yield
-    pulumi.runtime.set_all_config({})
-
-
 @pytest.fixture(scope="module")
 def dev() -> Run:
     """The dev stack as configured in Pulumi.dev.yaml (smoke test off)."""

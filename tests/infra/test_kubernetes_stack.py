@@ -79,12 +79,6 @@ def run_kube(config: dict[str, str], **kwargs: Any) -> Run:
     return run_program(config, stack="kube", secret_keys=SECRET_KEYS, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def _no_config_left_behind() -> Any:
-    yield
-    pulumi.runtime.set_all_config({})
-
-
 @pytest.fixture(scope="module")
 def kube() -> Run:
     return run_kube(kube_config())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
 import pytest
 
 from modelops_infra.infra.smoke import SMOKE_TEST_OUTPUTS
@@ -22,12 +21,6 @@ def _run(cloud: str, smoke: dict[str, Any]) -> Run:
     if cloud == "kubernetes":
         return run_program(kube_config(**smoke), stack="kube", secret_keys=SECRET_KEYS)
     return run_program(stack_config("local", smoke), stack="local")
-
-
-@pytest.fixture(autouse=True)
-def _no_config_left_behind() -> Any:
-    yield
-    pulumi.runtime.set_all_config({})
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,12 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
-    UpdateResult,
 )
+
+from modelops_infra.infra._engine_errors import EdgeProvider
 
 if TYPE_CHECKING:
     from modelops_infra.bundles._auth import BasicCredentials
@@ -110,7 +109,7 @@ def _retag(props: dict[str, Any], digest: str) -> None:
                               stage="push", input="target") from exc
 
 
-class WorkerImageProvider(ResourceProvider):
+class WorkerImageProvider(EdgeProvider):
     """Stateless: every method creates the clients it needs and closes them."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -144,7 +143,7 @@ class WorkerImageProvider(ResourceProvider):
         return DiffResult(changes=bool(changed) or olds.get("tag") != news.get("tag"), replaces=[], stables=[],
                           delete_before_replace=False)
 
-    def _build(self, props: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+    def outputs(self, props: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
         from pathlib import Path
 
         from modelops_infra.infra.image._assemble import build_worker_image
@@ -168,18 +167,8 @@ class WorkerImageProvider(ResourceProvider):
                     base_digest=props.get("base_digest") or built.base_digest)
         return outs
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        from modelops_infra.infra._engine_errors import engine_errors
-
-        with engine_errors():
-            outs = self._build(props)
-        return CreateResult(f"worker-image-{outs['digest'].split(':', 1)[1][:16]}", outs)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from modelops_infra.infra._engine_errors import engine_errors
-
-        with engine_errors():
-            return UpdateResult(self._build(news, olds))
+    def resource_id(self, outs: dict[str, Any]) -> str:
+        return f"worker-image-{outs['digest'].split(':', 1)[1][:16]}"
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)

@@ -29,13 +29,12 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
-    UpdateResult,
 )
+
+from modelops_infra.infra._engine_errors import EdgeProvider
 
 __all__ = ["BundleSmokeTest", "BundleSmokeTestArgs", "BundleSmokeTestProvider", "RERUN_KEYS"]
 
@@ -57,7 +56,7 @@ def _public(props: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class BundleSmokeTestProvider(ResourceProvider):
+class BundleSmokeTestProvider(EdgeProvider):
     """Stateless: every method builds what it needs (clients, port-forwards) and closes it."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -84,7 +83,8 @@ class BundleSmokeTestProvider(ResourceProvider):
         changed = [k for k in RERUN_KEYS if olds.get(k) != new_public.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+    def outputs(self, props: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run the smoke test (again on every update: that is what a trigger asks for)."""
         import dataclasses
 
         from modelops_infra.bundles import BasicCredentials, BundleSettings
@@ -109,18 +109,8 @@ class BundleSmokeTestProvider(ResourceProvider):
                      "timings": {k: round(v, 3) for k, v in report.timings.items()}, "passed": True})
         return outs
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        from modelops_infra.infra._engine_errors import engine_errors
-
-        with engine_errors():
-            outs = self._run(props)
-        return CreateResult(f"smoke-{outs['bundle_ref'].rsplit(':', 1)[-1][:16]}", outs)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from modelops_infra.infra._engine_errors import engine_errors
-
-        with engine_errors():
-            return UpdateResult(self._run(news))
+    def resource_id(self, outs: dict[str, Any]) -> str:
+        return f"smoke-{outs['bundle_ref'].rsplit(':', 1)[-1][:16]}"
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)
