@@ -109,7 +109,7 @@ clean:
 # --- a single-node Kubernetes (docs/kubernetes.md) --------------------------------------
 
 # Debian's etcd, containerd, runc and CNI plugins; gcc for the static pause binary.
-kube-deps:
+kube-deps: registry
 	@missing=""; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	command -v containerd >/dev/null || missing="$$missing containerd"; \

@@ -6,7 +6,9 @@
 #   scripts/kube-cluster.sh status
 #
 # `up` prints one line on stdout: the path of an admin kubeconfig. Progress and
-# timings go to stderr. Binaries come from scripts/kube.sh (or
+# timings go to stderr. The cluster has a registry of its own at
+# 10.233.0.2:5000 (plain HTTP): the host pushes to it, containerd pulls pod
+# images from it, and pods reach it for bundles. Binaries come from scripts/kube.sh (or
 # $MODELOPS_KUBE_BIN); etcd, containerd, runc and the CNI plugins from Debian.
 #
 # Everything the cluster runs lives under $MODELOPS_KUBE_DIR (default
@@ -47,7 +49,8 @@ node_name=modelops-node
 cni_name=modelops-kube
 sock=$state/containerd/containerd.sock
 host_sysctls=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
-daemons=(etcd kube-apiserver containerd kubelet kube-controller-manager kube-scheduler kube-proxy)
+registry_addr=$node_ip:5000
+daemons=(etcd kube-apiserver containerd registry kubelet kube-controller-manager kube-scheduler kube-proxy)
 
 log() { printf 'kube-cluster: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -88,7 +91,7 @@ kubectl_admin() { "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" "$@"; }
 
 need_tools() {
     local missing=() t
-    for t in etcd containerd runc ctr openssl nsenter ip curl; do
+    for t in etcd containerd runc ctr openssl nsenter ip curl docker-registry; do
         command -v "$t" >/dev/null || missing+=("$t")
     done
     [ -x /usr/lib/cni/bridge ] || missing+=("/usr/lib/cni/bridge")
@@ -200,7 +203,28 @@ state = "$state/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$state/containerd/certs.d"
 EOF
-    mkdir -p "$state/containerd/certs.d"
+    # The cluster's own registry speaks plain HTTP; containerd reads hosts.toml at each pull.
+    mkdir -p "$state/containerd/certs.d/$registry_addr"
+    cat >"$state/containerd/certs.d/$registry_addr/hosts.toml" <<EOF
+server = "http://$registry_addr"
+[host."http://$registry_addr"]
+  capabilities = ["pull", "resolve"]
+EOF
+    mkdir -p "$state/registry"
+    cat >"$state/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $state/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $registry_addr
+EOF
     printf 'nameserver %s\n' "$dns_ip" >"$state/resolv.conf"
     cat >"$state/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -287,6 +311,9 @@ up() {
         printf '%s\n' "$state/admin.kubeconfig"
         return 0
     fi
+    if [ -e "/run/netns/$netns" ] && ! pid_of etcd >/dev/null && in_ns curl -sf http://127.0.0.1:2379/health >/dev/null 2>&1; then
+        die "another cluster runs in the network namespace $netns (not the one of $state): stop it first with its own MODELOPS_KUBE_DIR and 'scripts/kube-cluster.sh down'"
+    fi
     mkdir -p "$state/run" "$state/logs"
     printf '%s\n' "$bin" >"$state/bin-dir"
     t0=$SECONDS
@@ -320,6 +347,8 @@ up() {
     start containerd containerd --config "$state/containerd/config.toml"
     wait_for containerd 30 ctr --address "$sock" version
     ctr --address "$sock" -n k8s.io images import "$bin/pause-image.tar" >/dev/null
+    start registry docker-registry serve "$state/registry/config.yml"
+    wait_for "registry $registry_addr" 30 curl -sf "http://$registry_addr/v2/"
 
     start kubelet "$bin/kubelet" --config="$state/kubelet.yaml" --kubeconfig="$state/kubelet.kubeconfig" \
         --root-dir="$state/kubelet" --hostname-override="$node_name" --node-ip="$node_ip"
@@ -337,7 +366,7 @@ up() {
     }
     wait_for "node $node_name" 120 node_ready
     start_coredns
-    log "cluster up in $((SECONDS - t0)) s; kubeconfig $state/admin.kubeconfig"
+    log "cluster up in $((SECONDS - t0)) s; kubeconfig $state/admin.kubeconfig; registry $registry_addr (HTTP)"
     printf '%s\n' "$state/admin.kubeconfig"
 }
 
@@ -473,6 +502,7 @@ down() {
     local ids
     ids=$(kill_pod_containers)
     stop_pid containerd
+    stop_pid registry
     stop_pid kube-apiserver
     stop_pid etcd
     # Pod volumes and snapshots mounted under the state directory, deepest first.

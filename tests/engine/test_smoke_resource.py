@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from harness.pulumi import make_project
 from harness.services import free_port
-from tests.engine.conftest import make_project
 
 pytestmark = pytest.mark.engine
 

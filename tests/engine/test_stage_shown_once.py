@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.pulumi import REPO, make_project
 from harness.services import free_port
 from modelops_infra.cli import ExitCode
 from modelops_infra.client import STAGES
 from tests.cli.conftest import mops  # noqa: F401  # the CLI runner fixture, shared with tests/cli
-from tests.engine.conftest import REPO, make_project
 
 pytestmark = pytest.mark.engine
 

@@ -80,16 +80,18 @@ def _target_credentials(props: dict[str, Any]) -> BasicCredentials | None:
                             "the WorkerImage registry credentials")
 
 
-def _client_factory(props: dict[str, Any]) -> ClientFactory:
-    """Registry clients for the build: plain HTTP to the target when ``insecure``, the base as usual."""
+def _client_factory(props: dict[str, Any], timeout: float = 120.0) -> ClientFactory:
+    """Registry clients for the build: plain HTTP to the target's registry when ``insecure`` (the base too,
+    when it lives there), any other registry as usual."""
     from modelops_infra.bundles._reference import Reference
     from modelops_infra.bundles._registry import RegistryClient
 
-    target_registry = Reference.parse(props["target"]).registry if props.get("insecure") else None
+    target = props.get("target")
+    target_registry = Reference.parse(target).registry if props.get("insecure") and _known(target) else None
 
     def factory(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
         insecure = True if target_registry is not None and registry == target_registry else None
-        return RegistryClient(registry, credentials=credentials, timeout=120.0, insecure=insecure)
+        return RegistryClient(registry, credentials=credentials, timeout=timeout, insecure=insecure)
 
     return factory
 
@@ -126,13 +128,12 @@ class WorkerImageProvider(EdgeProvider):
             # no-op `pulumi up` of the default (pinned) base asks no registry anything.
             news = {**news, "base_digest": olds["base_digest"]}
         elif _known(base):
-            from modelops_infra.bundles._registry import RegistryClient
             from modelops_infra.errors import ModelOpsError
             from modelops_infra.infra.image._assemble import parse_base, resolve_base_digest
 
             try:
                 ref = parse_base(base)
-                with RegistryClient(ref.registry or "", timeout=30.0) as client:
+                with _client_factory(news, timeout=30.0)(ref.registry or "", None) as client:
                     news = {**news, "base_digest": resolve_base_digest(base, ref, client)}
             except ModelOpsError as exc:
                 failures.append(CheckFailure("base_image", exc.render()))

@@ -1,0 +1,82 @@
+"""The real cluster and a ``kubernetes`` stack deployed on it with the real Pulumi Kubernetes provider.
+
+The stack builds its worker image (``WorkerImage``) from the mmdebstrap base in
+the cluster's registry, with packages from the configured package index (as the
+image tests do), and the kubelet pulls it from that registry: nothing is
+imported into containerd by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.images import base_rootfs_tar, push_rootfs_image
+from harness.kube import KubeCluster, start_kube_cluster
+from harness.pulumi import PulumiProject, make_project
+from modelops_infra.bundles import RegistryClient
+
+#: The workspace namespace of the module's stack: one per test process.
+NAMESPACE = f"mops-kube-{os.getpid()}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on the cluster reports the workspace's pods, events and the kubelet's last lines."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("kube_cluster")
+    if report.when == "call" and report.failed and isinstance(cluster, KubeCluster):
+        report.sections.append(("cluster after the failure", cluster.diagnose(NAMESPACE)))
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """The single-node cluster (started here, or the one ``make kube-up`` left running)."""
+    cluster = start_kube_cluster()
+    yield cluster
+    if cluster.started:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def cluster_base_ref(kube_cluster: KubeCluster) -> str:
+    """The bookworm + python3 base in the cluster's registry, by digest."""
+    with RegistryClient(kube_cluster.registry, insecure=True) as client:
+        image = push_rootfs_image(client, "base/bookworm", "python3", base_rootfs_tar())
+    return f"{kube_cluster.registry}/base/bookworm@{image.digest}"
+
+
+def kube_project(root: Path, kube_cluster: KubeCluster, base_ref: str, namespace: str) -> PulumiProject:
+    """A ``kubernetes`` stack for the cluster: open registry over HTTP, small workers, a stack-built image."""
+    project = make_project(root)
+    project.run("config", "set", "modelops:cloud", "kubernetes")
+    project.run("config", "set", "--secret", "modelops:kubeconfig", str(kube_cluster.kubeconfig))
+    for key, value in {
+        "modelops:kubernetes.registry.loginServer": kube_cluster.registry,
+        "modelops:kubernetes.registry.insecure": "true",
+        "modelops:workspace.namespace": namespace,
+        "modelops:workspace.baseImage": base_ref,
+        "modelops:workspace.workers": "2",
+        "modelops:workspace.cpu": "500m",
+        "modelops:workspace.memory": "1Gi",
+        "modelops:workspace.cacheSize": "1536Mi",
+        "modelops:workspace.scheduler.cpu": "250m",
+        "modelops:workspace.scheduler.memory": "1Gi",
+        "modelops:smokeTest.timeout": "120",
+    }.items():
+        project.config(key, value)
+    return project
+
+
+@pytest.fixture(scope="module")
+def kube_stack(tmp_path_factory: pytest.TempPathFactory, kube_cluster: KubeCluster,
+               cluster_base_ref: str) -> Iterator[PulumiProject]:
+    """The stack, configured but not yet deployed; destroyed at the end if a test left it up."""
+    project = kube_project(tmp_path_factory.mktemp("kube") / "project", kube_cluster, cluster_base_ref,
+                           NAMESPACE)
+    yield project
+    project.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)
