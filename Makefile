@@ -88,7 +88,8 @@ lint: venv
 	$(VENV)/bin/ruff check modelops_infra tests benchmarks harness
 	$(PY) -m mypy modelops_infra
 
-test: setup lint interop-tools wheelhouse container-tools
+# kube: the single-node cluster the tests in tests/kube deploy to (built once, ~20-30 min cold).
+test: setup lint interop-tools wheelhouse container-tools kube
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: setup

@@ -131,6 +131,9 @@ class WorkspaceConfig:
     #: The workers' bundle cache volume. Not just a quantity: it must leave a positive LRU cap
     #: after the in-flight headroom (:func:`~modelops_infra.infra.quantities.bundle_cache_cap`).
     cache_size: str = setting("cacheSize", "10Gi", parse.quantity(bundle_cache_cap))
+    #: Seconds ``pulumi up`` waits for the scheduler's and the workers' rollout (Pulumi's Deployment
+    #: await); past it the Deployment fails with the pods' reasons (ErrImagePull, CrashLoopBackOff, ...).
+    rollout_timeout: float = setting("rolloutTimeout", 600.0, parse.seconds)
     scheduler: SchedulerConfig = section("scheduler", SchedulerConfig)
     autoscale: AutoscaleConfig = section("autoscale", AutoscaleConfig)
 

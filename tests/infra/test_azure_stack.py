@@ -226,6 +226,10 @@ def test_scheduler_is_not_evictable_and_has_a_pdb_and_cluster_ip_service(dev: Ru
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert {p["port"] for p in svc["spec"]["ports"]} == {8786, 8787}
+    # Pulumi does not await the Service (10 min, whatever rolloutTimeout says); it awaits the Deployments.
+    assert svc["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    for name in ("dask-scheduler", "dask-workers"):
+        assert "pulumi.com/skipAwait" not in (dev.named(name).inputs["metadata"].get("annotations") or {})
 
 
 def test_nothing_is_exposed_outside_the_cluster(dev: Run) -> None:

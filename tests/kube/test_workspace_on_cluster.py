@@ -1,16 +1,20 @@
 """``pulumi up`` of a ``kubernetes`` stack on the real cluster, with the real Pulumi Kubernetes provider.
 
-The tests run in file order on one stack: deploy, no-op, resize, kill a worker
-under load, then destroy.
+The tests run in file order on one stack: deploy, no-op, resize, network
+policies, kill a worker under load, then destroy.
 """
 
 from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
 
 import pytest
 
 from harness.kube import KubeCluster
 from harness.pulumi import PulumiProject
-from tests.kube.conftest import NAMESPACE
+from tests.kube.conftest import NAMESPACE, kube_project
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(900)]
 
@@ -22,20 +26,123 @@ def ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
 
 
+def ready_pods(cluster: KubeCluster, selector: str, namespace: str = NAMESPACE) -> list[dict]:
+    return [p for p in cluster.pods(namespace, selector) if ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def changed_resources(stack: PulumiProject) -> dict[str, str]:
+    """What ``pulumi preview`` would do: resource name -> operation, for every step that is not ``same``."""
+    steps = json.loads(stack.run("preview", "--json", timeout=300).stdout).get("steps", [])
+    return {s["urn"].rsplit("::", 1)[1]: s["op"] for s in steps if s["op"] != "same"}
+
+
 def test_up_brings_the_scheduler_and_two_workers_from_the_registry_and_the_smoke_test_passes(
         kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
     kube_stack.up()
     outputs = kube_stack.outputs()
     assert outputs["acr_login_server"] == kube_cluster.registry
     assert outputs["namespace"] == NAMESPACE
+    assert outputs["scheduler_address"] == f"tcp://dask-scheduler.{NAMESPACE}.svc.cluster.local:8786"
     image = outputs["worker_image"]
     assert image.startswith(f"{kube_cluster.registry}/modelops/dask-worker@sha256:")
+    assert outputs["smoke_test_bundle_ref"].startswith(f"{kube_cluster.registry}/")
     assert outputs["smoke_test_result"]
-    workers = kube_cluster.pods(NAMESPACE, WORKERS)
-    schedulers = kube_cluster.pods(NAMESPACE, SCHEDULER)
+    workers, schedulers = ready_pods(kube_cluster, WORKERS), ready_pods(kube_cluster, SCHEDULER)
     assert len(workers) == 2 and len(schedulers) == 1
+    digest = image.rsplit("@", 1)[1]
     for pod in workers + schedulers:
-        assert ready(pod), pod["metadata"]["name"]
         (status,) = pod["status"]["containerStatuses"]
-        # Pulled by the kubelet from the cluster's registry, by digest.
-        assert status["image"] == image or status["imageID"].endswith(image.rsplit("@", 1)[1])
+        # Pulled by the kubelet from the cluster's registry, the image the stack built, by digest.
+        assert status["imageID"].endswith(digest), status
+        assert pod["spec"]["containers"][0]["image"] == image
+
+
+def test_a_no_op_up_changes_nothing_and_does_not_rerun_the_smoke_test(
+        kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
+    before = kube_stack.outputs()
+    pods_before = sorted(p["metadata"]["uid"] for p in kube_cluster.pods(NAMESPACE, "app.kubernetes.io/name=dask"))
+    assert changed_resources(kube_stack) == {}
+    kube_stack.up()
+    assert kube_stack.outputs()["smoke_test_timings"] == before["smoke_test_timings"]
+    assert sorted(p["metadata"]["uid"] for p in kube_cluster.pods(NAMESPACE, "app.kubernetes.io/name=dask")) \
+        == pods_before
+
+
+def test_a_worker_count_change_rolls_only_the_workers(kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
+    timings = kube_stack.outputs()["smoke_test_timings"]
+    (scheduler,) = ready_pods(kube_cluster, SCHEDULER)
+    kube_stack.config("modelops:workspace.workers", "3")
+    assert changed_resources(kube_stack) == {"dask-workers": "update"}
+    kube_stack.up()
+    kube_cluster.wait(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers")
+    (after,) = ready_pods(kube_cluster, SCHEDULER)
+    assert after["metadata"]["uid"] == scheduler["metadata"]["uid"]
+    assert kube_stack.outputs()["smoke_test_timings"] == timings
+
+
+def test_the_network_policies_are_accepted_and_select_the_scheduler_and_the_workers(
+        kube_cluster: KubeCluster) -> None:
+    policies = {p["metadata"]["name"]: p for p in kube_cluster.get("networkpolicy", "-n", NAMESPACE)["items"]}
+    assert set(policies) == {"dask-scheduler", "dask-workers"}
+    for name, role in (("dask-scheduler", SCHEDULER), ("dask-workers", WORKERS)):
+        selector = ",".join(f"{k}={v}" for k, v in policies[name]["spec"]["podSelector"]["matchLabels"].items())
+        selected = {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, selector)}
+        assert selected and selected == {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, role)}
+        (rule,) = policies[name]["spec"]["ingress"]
+        peers = ",".join(f"{k}={v}" for k, v in rule["from"][0]["podSelector"]["matchLabels"].items())
+        # Only the workspace's own pods are admitted: the scheduler and every worker.
+        assert {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, peers)} == \
+            {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, "app.kubernetes.io/name=dask")}
+
+
+def test_a_killed_worker_is_replaced_and_a_batch_submitted_during_the_kill_completes(
+        kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
+    from distributed import Client
+
+    from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
+
+    props = {"kubeconfig": kube_cluster.kubeconfig.read_text(), "namespace": NAMESPACE,
+             "scheduler_service": "dask-scheduler"}
+    victim = ready_pods(kube_cluster, WORKERS)[0]["metadata"]["name"]
+    with scheduler_endpoint(props, timeout=60) as address, Client(address, timeout=60) as client:
+        client.wait_for_workers(3, timeout=60)
+        # 60 one-second tasks on three single-threaded workers: about 20 s of work.
+        futures = client.map(time.sleep, [1.0] * 60, pure=False, retries=2)
+        time.sleep(3)
+        kube_cluster.kubectl("delete", "pod", "-n", NAMESPACE, victim, "--grace-period=0", "--force")
+        results = client.gather(futures, errors="raise")
+        assert results == [None] * 60
+    kube_cluster.wait(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers again")
+    assert victim not in {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, WORKERS)}
+
+
+def test_destroy_removes_every_object_and_the_namespace(kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
+    kube_stack.run("destroy", "--yes", "--skip-preview", timeout=300)
+    gone = lambda: "NotFound" in kube_cluster.kubectl("get", "namespace", NAMESPACE, check=False).stderr  # noqa: E731
+    kube_cluster.wait(gone, 120, f"namespace {NAMESPACE} gone")
+    left = kube_cluster.kubectl("get", "all,networkpolicy,pdb,serviceaccount,secret", "-n", NAMESPACE,
+                                "-o", "name", check=False).stdout
+    assert left.strip() == ""
+    assert kube_stack.export()["deployment"].get("resources", []) == []
+
+
+def test_an_image_that_does_not_exist_fails_up_within_the_rollout_timeout_naming_workers_and_the_pull_error(
+        tmp_path: Path, kube_cluster: KubeCluster, cluster_base_ref: str) -> None:
+    namespace = f"{NAMESPACE}-noimg"
+    stack = kube_project(tmp_path / "project", kube_cluster, cluster_base_ref, namespace)
+    missing = f"{kube_cluster.registry}/modelops/no-such-worker:missing"
+    stack.config("modelops:workspace.image", missing)
+    stack.config("modelops:workspace.rolloutTimeout", "40")
+    stack.config("modelops:smokeTest.timeout", "60")
+    try:
+        start = time.monotonic()
+        proc = stack.up(check=False)
+        elapsed = time.monotonic() - start
+        assert proc.returncode != 0
+        text = proc.stdout + proc.stderr
+        assert elapsed < 60 + 30, f"pulumi up took {elapsed:.0f} s"
+        assert "dask-workers" in text
+        assert missing in text and ("ErrImagePull" in text or "ImagePullBackOff" in text), text[-3000:]
+        assert "not found" in text
+    finally:
+        stack.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)

@@ -486,6 +486,12 @@ def worker_deployment_spec(
     return spec
 
 
+#: The scheduler Service's annotations. Pulumi awaits a Service until it has endpoints, for 10 minutes and
+#: regardless of the Deployments' timeouts; the scheduler Deployment's own await (bounded by
+#: ``rolloutTimeout``) already says whether its pod is Ready, and the workers need only the Service's name.
+SCHEDULER_SERVICE_ANNOTATIONS = {"pulumi.com/skipAwait": "true"}
+
+
 def scheduler_service_spec(names: WorkspaceNames) -> dict[str, Any]:
     """ClusterIP only; reach the dashboard with ``kubectl port-forward``."""
     return {

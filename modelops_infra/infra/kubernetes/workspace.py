@@ -116,6 +116,8 @@ class DaskWorkspaceArgs:
     bundle_repository: str = _DEFAULTS.bundle_repository
     cache_size: str = _DEFAULTS.cache_size
     autoscale: AutoscaleConfig | None = _DEFAULTS.autoscale
+    #: Seconds Pulumi waits for each Deployment's rollout before failing it with the pods' reasons.
+    rollout_timeout: float = _DEFAULTS.rollout_timeout
     registry_credentials: RegistryCredentials | None = None
     #: Plain HTTP to the registry (``MODELOPS_BUNDLE_INSECURE``); loopback registries need no flag.
     registry_insecure: bool = False
@@ -132,7 +134,7 @@ class DaskWorkspaceArgs:
             "memory": ws.memory, "scheduler_cpu": ws.scheduler.cpu, "scheduler_memory": ws.scheduler.memory,
             "image": ws.image, "base_image": ws.base_image, "extra_packages": ws.extra_packages,
             "image_tag": ws.image_tag, "bundle_repository": ws.bundle_repository, "cache_size": ws.cache_size,
-            "autoscale": ws.autoscale,
+            "autoscale": ws.autoscale, "rollout_timeout": ws.rollout_timeout,
         }
         return cls(**{**fields, **args})
 
@@ -203,6 +205,10 @@ class DaskWorkspace(pulumi.ComponentResource):
             insecure=args.registry_insecure,
         )
 
+        # Pulumi's await of a Deployment reports its pods' failures (an image that cannot be pulled, a
+        # crash loop) but waits 10 minutes by default: bound it by the configured rollout timeout.
+        rollout = f"{args.rollout_timeout:g}s"
+        deployment_timeouts = pulumi.CustomTimeouts(create=rollout, update=rollout)
         scheduler = k8s.apps.v1.Deployment(
             f"{name}-scheduler",
             metadata={"name": names.scheduler, "namespace": namespace},
@@ -215,12 +221,14 @@ class DaskWorkspace(pulumi.ComponentResource):
                 access=access,
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[service_account, *prerequisites]
+                parent=self, provider=args.provider, depends_on=[service_account, *prerequisites],
+                custom_timeouts=deployment_timeouts,
             ),
         )
         service = k8s.core.v1.Service(
             f"{name}-scheduler-svc",
-            metadata={"name": names.scheduler_service, "namespace": namespace},
+            metadata={"name": names.scheduler_service, "namespace": namespace,
+                      "annotations": specs.SCHEDULER_SERVICE_ANNOTATIONS},
             spec=specs.scheduler_service_spec(names),
             opts=k8s_opts,
         )
@@ -249,7 +257,8 @@ class DaskWorkspace(pulumi.ComponentResource):
                 access=access,
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[service_account, service, *prerequisites]
+                parent=self, provider=args.provider, depends_on=[service_account, service, *prerequisites],
+                custom_timeouts=deployment_timeouts,
             ),
         )
         if autoscale is not None:
@@ -356,6 +365,9 @@ def _validate(name: str, args: DaskWorkspaceArgs) -> WorkerSizes:
     where = f"DaskWorkspace {name!r}"
     if args.workers < 0:
         raise ConfigurationError(f"{where}: workers must be >= 0, got {args.workers}", key="workers")
+    if not args.rollout_timeout > 0:
+        raise ConfigurationError(f"{where}: rollout_timeout must be a positive number of seconds, got "
+                                 f"{args.rollout_timeout!r}", key="rollout_timeout")
     creds = args.registry_credentials
     if creds is not None and isinstance(creds.username, str) and not creds.username.strip():
         raise ConfigurationError(f"{where}: registry_credentials.username is empty", key="registry_credentials")
