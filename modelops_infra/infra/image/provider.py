@@ -87,7 +87,8 @@ def _client_factory(props: dict[str, Any], timeout: float = 120.0) -> ClientFact
     from modelops_infra.bundles._registry import RegistryClient
 
     target = props.get("target")
-    target_registry = Reference.parse(target).registry if props.get("insecure") and _known(target) else None
+    target_registry = Reference.parse(target).registry if props.get("insecure") and isinstance(target, str) \
+        and _known(target) else None
 
     def factory(registry: str, credentials: BasicCredentials | None) -> RegistryClient:
         insecure = True if target_registry is not None and registry == target_registry else None
