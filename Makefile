@@ -101,7 +101,7 @@ down: setup
 	  pulumi destroy --stack $(LOCAL_STACK) --yes --skip-preview && echo "local stack $(LOCAL_STACK) destroyed"; \
 	else echo "no stack $(LOCAL_STACK) in $(PULUMI_BACKEND_URL): nothing to destroy"; fi
 
-bench: setup wheelhouse container-tools
+bench: setup wheelhouse container-tools kube
 	PATH="$(ROOT)/.modelops/bin:$(VENV)/bin:$$PATH" $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): run every benchmark and print ratio vs bar.
 
-Options: ``--only cli|pipeline|environments|engine|image``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
+Options: ``--only cli|pipeline|environments|engine|image|kube``, ``--size-mb N``, ``--tasks N``, ``--rounds N``.
 Exit status is 1 if any bar is missed, so a regression is visible.
 """
 
@@ -13,7 +13,7 @@ import sys
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--only", choices=("pipeline", "environments", "engine", "cli", "image"), default=None)
+    parser.add_argument("--only", choices=("pipeline", "environments", "engine", "cli", "image", "kube"), default=None)
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -40,6 +40,10 @@ def main() -> int:
         from benchmarks import image
 
         results += image.run(rounds=args.rounds)
+    if args.only in (None, "kube"):
+        from benchmarks import kube
+
+        results += kube.run(rounds=args.rounds)
     for result in results:
         print(result.line())
     return 0 if all(r.passed for r in results) else 1

@@ -306,6 +306,16 @@ class ProcessPool:
         if reaper is not None and reaper is not threading.current_thread():
             reaper.join(timeout=_CLOSE_GRACE)
 
+    def stop_idle(self, digest: str) -> int:
+        """Stop the idle children of bundle ``digest`` (its files are about to be released); return how many."""
+        with self._cond:
+            stopping = [c for c in self._idle if c.spec.key[0] == digest]
+            self._idle = [c for c in self._idle if c not in stopping]
+        for child in stopping:
+            child.stop()
+            self._free_slot()
+        return len(stopping)
+
     def stats(self) -> dict[str, int]:
         """``processes`` (existing, starting or stopping), ``idle``, ``busy``, ``spawned`` (total ever started)."""
         with self._cond:

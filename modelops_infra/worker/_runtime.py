@@ -15,13 +15,15 @@ Where a task runs:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ from modelops_infra.errors import BundleRunError, ConfigurationError, ModelOpsEr
 from modelops_infra.worker._namespace import load_entrypoint
 from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_env
 
+log = logging.getLogger(__name__)
+
 __all__ = ["BundleRuntime"]
 
 #: a failed environment build is remembered this long, then tried again (the index may have been down)
@@ -53,8 +57,14 @@ EntryFn = Callable[[dict[str, Any], int], Any]
 class BundleRuntime:
     """Bundles and entry functions loaded in this process. Thread-safe.
 
-    A bundle used here holds a cache lease until :meth:`close`, so the cache's
-    LRU eviction never removes a bundle that a task of this process is using.
+    A bundle used here holds a cache lease, so the cache's LRU eviction never
+    removes a bundle a task of this process is using, nor one it keeps warm
+    (idle child processes, imported entry functions). The warm ones are given
+    up when the cache is over its cap (:meth:`_make_room`): after each new
+    fetch, bundles no task is running are released, least recently used first,
+    until eviction brings the cache under its cap. Without that, a worker that
+    has run more bundles than the cap holds would keep them all, and on
+    Kubernetes the kubelet would evict the pod when its cache volume fills.
     """
 
     def __init__(self, settings: BundleSettings, *, threads: int = 1, build_options: BuildOptions | None = None) -> None:
@@ -69,7 +79,9 @@ class BundleRuntime:
                                  max_extract_bytes=settings.max_extract_bytes)
         self._bundles: dict[str, LocalBundle] = {}
         self._entries: dict[tuple[str, str | None], EntryFn] = {}
-        self._leases: list[Lease] = []
+        self._leases: dict[str, Lease] = {}  # bundle digest or environment key -> its lease
+        self._active: dict[str, int] = {}  # bundle digest -> tasks using it now
+        self._last_used: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._client: RegistryClient | None = None
@@ -104,9 +116,11 @@ class BundleRuntime:
                     return found, True
                 cached = self.cache.get(digest) is not None
                 local, lease = self.cache.ensure_leased(repository, digest, client=self._registry_client)
-                self._leases.append(lease)
-                self._bundles[digest] = local
-                return local, cached
+                with self._guard:
+                    self._leases[digest] = lease
+                    self._bundles[digest] = local
+            self._make_room()
+            return local, cached
         except ModelOpsError as exc:
             if exc.stage is None:
                 exc.stage = "fetch"
@@ -126,7 +140,7 @@ class BundleRuntime:
         return fn
 
     def environment(self, local: LocalBundle) -> Environment:
-        """The bundle's built environment (building it once per host if needed), leased until :meth:`close`."""
+        """The bundle's built environment (building it once per host if needed), leased while a bundle here uses it."""
         key = local.environment_key
         assert key is not None
         found = self._envs.get(key)
@@ -158,14 +172,21 @@ class BundleRuntime:
                                           digest=local.digest, environment_key=key)
                 self._env_failures[key] = (time.monotonic(), error)
                 raise error from None
-            self._leases.append(lease)
-            self._envs[key] = found
-            return found
+            with self._guard:
+                self._leases[key] = lease
+                self._envs[key] = found
+        self._make_room()
+        return found
 
     def run(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int, *,
             timeout: float | None = None) -> dict[str, Any]:
         """Run one simulation. Raises :class:`BundleRunError` carrying the bundle's traceback, or naming the
         exit code, signal or timeout of the process that ran it."""
+        with self._using(digest):
+            return self._run(repository, digest, fn_ref, params, seed, timeout)
+
+    def _run(self, repository: str, digest: str, fn_ref: str | None, params: dict[str, Any], seed: int,
+             timeout: float | None) -> dict[str, Any]:
         local, _ = self.bundle(repository, digest)
         manifest = local.manifest
         isolation = manifest.isolation or ("process" if local.environment_key else None)
@@ -216,12 +237,49 @@ class BundleRuntime:
 
     def fetch(self, repository: str, digest: str) -> dict[str, Any]:
         start = time.perf_counter()
-        local, cached = self.bundle(repository, digest)
+        with self._using(digest):
+            local, cached = self.bundle(repository, digest)
         return {"cached": cached, "seconds": time.perf_counter() - start, "size": local.size}
+
+    @contextlib.contextmanager
+    def _using(self, digest: str) -> Iterator[None]:
+        """Count a task using ``digest``; :meth:`_make_room` never releases a bundle while one does."""
+        with self._guard:
+            self._active[digest] = self._active.get(digest, 0) + 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._active[digest] -= 1
+                self._last_used[digest] = time.monotonic()
+
+    def _make_room(self) -> None:
+        """While the cache is over its cap, release the least recently used bundle no task is using, and evict."""
+        cap = self.cache.max_bytes
+        while cap is not None and self.cache.total_size() > cap:
+            with self._guard:
+                idle = sorted((self._last_used.get(d, 0.0), d) for d in self._bundles if not self._active.get(d))
+                if not idle:
+                    return  # everything here is in use: the cache stays over its cap until a task ends
+                digest = idle[0][1]
+                local = self._bundles.pop(digest)
+                for key in [k for k in self._entries if k[0] == digest]:
+                    del self._entries[key]
+                released = [self._leases.pop(digest)]
+                env_key = local.environment_key
+                if env_key and env_key in self._envs and \
+                        not any(b.environment_key == env_key for b in self._bundles.values()):
+                    del self._envs[env_key]
+                    released.append(self._leases.pop(env_key))
+            self.pool.stop_idle(digest)
+            for lease in released:
+                lease.release()
+            log.info("released bundle %s (no task uses it) to bring the cache under its cap", digest)
+            self.cache.evict()
 
     def close(self) -> None:
         self.pool.close()
-        for lease in self._leases:
+        for lease in self._leases.values():
             lease.release()
         self._leases.clear()
         self._entries.clear()

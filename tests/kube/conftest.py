@@ -38,6 +38,9 @@ def kube_cluster() -> Iterator[KubeCluster]:
     """The single-node cluster (started here, or the one ``make kube-up`` left running)."""
     cluster = start_kube_cluster()
     yield cluster
+    # What a failed test's destroy left behind; on a cluster kept running it would hold CPU requests.
+    cluster.kubectl("delete", "namespace", NAMESPACE, f"{NAMESPACE}-noimg", "--ignore-not-found", "--wait=false",
+                    check=False)
     if cluster.started:
         cluster.down()
 
@@ -61,10 +64,11 @@ def kube_project(root: Path, kube_cluster: KubeCluster, base_ref: str, namespace
         "modelops:workspace.namespace": namespace,
         "modelops:workspace.baseImage": base_ref,
         "modelops:workspace.workers": "2",
-        "modelops:workspace.cpu": "500m",
+        # Small requests: three workers and the scheduler fit the 2-core node beside CoreDNS.
+        "modelops:workspace.cpu": "250m",
         "modelops:workspace.memory": "1Gi",
         "modelops:workspace.cacheSize": "1536Mi",
-        "modelops:workspace.scheduler.cpu": "250m",
+        "modelops:workspace.scheduler.cpu": "200m",
         "modelops:workspace.scheduler.memory": "1Gi",
         "modelops:smokeTest.timeout": "120",
     }.items():

@@ -7,6 +7,7 @@ policies, kill a worker under load, then destroy.
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.timeout(900)]
 
 WORKERS = "app.kubernetes.io/component=worker"
 SCHEDULER = "app.kubernetes.io/component=scheduler"
+BUNDLE_CACHE = "/var/cache/modelops/bundles"
 
 
 def ready(pod: dict) -> bool:
@@ -114,6 +116,49 @@ def test_a_killed_worker_is_replaced_and_a_batch_submitted_during_the_kill_compl
         assert results == [None] * 60
     kube_cluster.wait(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers again")
     assert victim not in {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, WORKERS)}
+
+
+def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_evicted(
+        kube_stack: PulumiProject, kube_cluster: KubeCluster, make_bundle) -> None:
+    from distributed import Client
+
+    from modelops_infra.bundles import BundleSettings, push_bundle
+    from modelops_infra.client import DaskSimulationService, SimTask
+    from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
+
+    kube_stack.config("modelops:workspace.workers", "1")
+    kube_stack.up()
+    kube_cluster.wait(lambda: len(kube_cluster.pods(NAMESPACE, WORKERS)) == 1 == len(ready_pods(kube_cluster, WORKERS)),
+                      120, "one worker")
+    (worker,) = ready_pods(kube_cluster, WORKERS)
+    pod = worker["metadata"]["name"]
+    env = {e["name"]: e.get("value") for e in worker["spec"]["containers"][0]["env"]}
+    cap = int(env["MODELOPS_BUNDLE_CACHE_MAX_BYTES"])
+    volume = next(v for v in worker["spec"]["volumes"] if v["name"] == "bundle-cache")
+    assert volume["emptyDir"]["sizeLimit"] == "1536Mi" and cap == 512 * 1024**2
+    # Four bundles of a third of the cap each: the fourth cannot fit beside the first three.
+    settings = BundleSettings(registry=kube_cluster.registry, insecure=True)
+    refs = []
+    for i in range(4):
+        root = make_bundle(f"big{i}", {"sim.py": "def run(params, seed):\n    return {'seed': seed}\n",
+                                        "data.bin": random.randbytes(cap // 3)})
+        refs.append(push_bundle(root, kube_cluster.registry, settings=settings))
+    props = {"kubeconfig": kube_cluster.kubeconfig.read_text(), "namespace": NAMESPACE,
+             "scheduler_service": "dask-scheduler"}
+    with scheduler_endpoint(props, timeout=60) as address, Client(address, timeout=60) as client:
+        svc = DaskSimulationService(client)
+        for i, pushed in enumerate(refs):
+            assert svc.submit(SimTask(str(pushed.reference), {}, seed=i)).result(timeout=180) == {"seed": i}
+    used = int(kube_cluster.kubectl("exec", "-n", NAMESPACE, pod, "--", "du", "-sb", BUNDLE_CACHE).stdout.split()[0])
+    assert used <= cap, f"the cache holds {used} bytes, over its cap of {cap}"
+    listed = json.loads(kube_cluster.kubectl("exec", "-n", NAMESPACE, pod, "--", "mops", "cache", "verify",
+                                             "--json").stdout)
+    cached = {e["digest"] for e in listed["entries"]}
+    assert refs[0].digest not in cached and refs[-1].digest in cached, (cached, [r.digest for r in refs])
+    (after,) = kube_cluster.pods(NAMESPACE, WORKERS)
+    assert after["metadata"]["uid"] == worker["metadata"]["uid"] and after["status"]["phase"] == "Running"
+    assert after["status"].get("reason") != "Evicted"
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
 def test_destroy_removes_every_object_and_the_namespace(kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:

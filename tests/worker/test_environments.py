@@ -175,22 +175,27 @@ def test_a_build_killed_half_way_leaves_nothing_a_later_build_trips_over(tmp_pat
 
 def test_eviction_under_a_small_cap_never_removes_an_environment_in_use(tmp_path, registry, make_bundle,
                                                                          package_index):
-    in_use = push_bundle(version_bundle(make_bundle, "evict-a", "six", "six", "six==1.17.0"), registry.address)
+    first_bundle = push_bundle(version_bundle(make_bundle, "evict-a", "six", "six", "six==1.17.0"), registry.address)
     other = push_bundle(version_bundle(make_bundle, "evict-b", "six", "six", "six==1.16.0"), registry.address)
     runtime = runtime_for(registry, tmp_path / "cache", package_index.url, cache_max_bytes=1)
     try:
-        first = runtime.run(in_use.reference.repository, in_use.digest, None, {}, 1)
+        first = runtime.run(first_bundle.reference.repository, first_bundle.digest, None, {}, 1)
+        again = runtime.run(first_bundle.reference.repository, first_bundle.digest, None, {}, 2)
+        assert again["pid"] == first["pid"], "a warm child is reused while nothing new needs room"
         second = runtime.run(other.reference.repository, other.digest, None, {}, 1)
         cache = runtime.cache
         assert (first["version"], second["version"]) == ("1.17.0", "1.16.0")
         envs = sorted(p.name for p in (cache.root / "envs").iterdir())
-        assert len(envs) == 2, f"both environments are leased by this runtime and must survive a 1-byte cap: {envs}"
-        again = runtime.run(in_use.reference.repository, in_use.digest, None, {}, 2)
-        assert again["pid"] == first["pid"], "the warm child of the first bundle is reused"
+        # Over a 1-byte cap: the idle first bundle and its environment were released and evicted; the
+        # environment of the bundle whose task was running was built and kept.
+        assert envs == [cache.get(other.digest).environment_key.split(":", 1)[1]], envs
+        assert cache.get(first_bundle.digest) is None
+        third = runtime.run(first_bundle.reference.repository, first_bundle.digest, None, {}, 3)
+        assert third["version"] == "1.17.0" and third["pid"] != first["pid"], "fetched and built again"
     finally:
         runtime.close()
-    evicted = BundleCache(tmp_path / "cache", max_bytes=1).evict()
-    assert sum(1 for e in evicted if e.startswith("env ")) == 2, f"released environments are evictable: {evicted}"
+    BundleCache(tmp_path / "cache", max_bytes=1).evict()
+    assert list((tmp_path / "cache" / "envs").iterdir()) == [], "released environments are evictable"
 
 
 def test_wheels_from_the_registry_install_with_no_index_reachable_and_a_tampered_wheel_is_refused(
