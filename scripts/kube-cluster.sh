@@ -307,6 +307,13 @@ up() {
     bin=${MODELOPS_KUBE_BIN:-$("$script_dir/kube.sh")}
     [ -x "$bin/kube-apiserver" ] || die "no kube-apiserver in $bin"
     if pid_of kube-apiserver >/dev/null && pid_of kubelet >/dev/null; then
+        if ! pid_of registry >/dev/null; then
+            # Started before the cluster had a registry, or the registry died: (re)start it alone.
+            t0=$SECONDS
+            write_configs
+            start registry docker-registry serve "$state/registry/config.yml"
+            wait_for "registry $registry_addr" 30 curl -sf "http://$registry_addr/v2/"
+        fi
         log "already running (scripts/kube-cluster.sh down stops it)"
         printf '%s\n' "$state/admin.kubeconfig"
         return 0

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import Timeout
+
 from modelops_infra.bundles import (
     BuildOptions,
     BundleCache,
@@ -39,7 +41,7 @@ from modelops_infra.bundles import (
     find_environment,
     validate_digest,
 )
-from modelops_infra.errors import BundleRunError, ConfigurationError, ModelOpsError, RequirementsError
+from modelops_infra.errors import BundleRunError, CacheError, ConfigurationError, ModelOpsError, RequirementsError
 from modelops_infra.worker._namespace import load_entrypoint
 from modelops_infra.worker._pool import ChildSpec, ProcessPool, minimal_child_env
 
@@ -59,12 +61,14 @@ class BundleRuntime:
 
     A bundle used here holds a cache lease, so the cache's LRU eviction never
     removes a bundle a task of this process is using, nor one it keeps warm
-    (idle child processes, imported entry functions). The warm ones are given
-    up when the cache is over its cap (:meth:`_make_room`): after each new
-    fetch, bundles no task is running are released, least recently used first,
-    until eviction brings the cache under its cap. Without that, a worker that
-    has run more bundles than the cap holds would keep them all, and on
-    Kubernetes the kubelet would evict the pod when its cache volume fills.
+    (idle child processes, entry functions). The warm ones are given up when
+    the cache is over its cap (:meth:`_make_room`): after each new fetch or
+    environment build, bundles no task is running are released, least recently
+    used first, until eviction brings the cache under its cap. Their idle
+    children are stopped; their modules stay imported in this process, and a
+    later task fetches the bundle again. Without that, a worker that has run
+    more bundles than the cap holds would keep them all, and on Kubernetes the
+    kubelet would evict the pod when its cache volume fills.
     """
 
     def __init__(self, settings: BundleSettings, *, threads: int = 1, build_options: BuildOptions | None = None) -> None:
@@ -251,37 +255,51 @@ class BundleRuntime:
         finally:
             with self._guard:
                 self._active[digest] -= 1
+                if not self._active[digest]:
+                    del self._active[digest]
                 self._last_used[digest] = time.monotonic()
 
     def _make_room(self) -> None:
-        """While the cache is over its cap, release the least recently used bundle no task is using, and evict."""
+        """While the cache is over its cap, release the least recently used bundle no task is using, and evict.
+
+        Best effort, like the cache's own eviction after a fetch: a busy evictor or a failing disk is logged,
+        never raised, because the caller's bundle or environment is already fetched and leased.
+        """
         cap = self.cache.max_bytes
-        while cap is not None and self.cache.total_size() > cap:
-            with self._guard:
-                idle = sorted((self._last_used.get(d, 0.0), d) for d in self._bundles if not self._active.get(d))
-                if not idle:
-                    return  # everything here is in use: the cache stays over its cap until a task ends
-                digest = idle[0][1]
-                local = self._bundles.pop(digest)
-                for key in [k for k in self._entries if k[0] == digest]:
-                    del self._entries[key]
-                released = [self._leases.pop(digest)]
-                env_key = local.environment_key
-                if env_key and env_key in self._envs and \
-                        not any(b.environment_key == env_key for b in self._bundles.values()):
-                    del self._envs[env_key]
-                    released.append(self._leases.pop(env_key))
-            self.pool.stop_idle(digest)
-            for lease in released:
-                lease.release()
-            log.info("released bundle %s (no task uses it) to bring the cache under its cap", digest)
-            self.cache.evict()
+        try:
+            while cap is not None and self.cache.total_size() > cap:
+                with self._guard:
+                    idle = sorted((self._last_used.get(d, 0.0), d) for d in self._bundles if not self._active.get(d))
+                    if not idle:
+                        return  # all in use: the next fetch or build after a task ends tries again
+                    digest = idle[0][1]
+                    local = self._bundles.pop(digest)
+                    self._last_used.pop(digest, None)
+                    for key in [k for k in self._entries if k[0] == digest]:
+                        del self._entries[key]
+                    released = [self._leases.pop(digest)]
+                    env_key = local.environment_key
+                    if env_key and env_key in self._envs and \
+                            not any(b.environment_key == env_key for b in self._bundles.values()):
+                        del self._envs[env_key]
+                        released.append(self._leases.pop(env_key))
+                try:
+                    self.pool.stop_idle(digest)
+                finally:
+                    for lease in released:
+                        lease.release()
+                log.info("released bundle %s (no task uses it) to bring the cache under its cap", digest)
+                self.cache.evict()
+        except (Timeout, OSError, CacheError) as exc:
+            log.warning("bundle cache %s: making room skipped (%s); it may stay over its cap until the next fetch",
+                        self.cache.root, exc)
 
     def close(self) -> None:
         self.pool.close()
-        for lease in self._leases.values():
+        with self._guard:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
             lease.release()
-        self._leases.clear()
         self._entries.clear()
         self._bundles.clear()
         self._envs.clear()

@@ -25,18 +25,26 @@ NAMESPACE = f"mops-kube-{os.getpid()}"
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test on the cluster reports the workspace's pods, events and the kubelet's last lines."""
+    """A failed test on the cluster reports its namespaces' pods, events and the kubelet's last lines."""
     outcome = yield
     report = outcome.get_result()
     cluster = getattr(item, "funcargs", {}).get("kube_cluster")
     if report.when == "call" and report.failed and isinstance(cluster, KubeCluster):
-        report.sections.append(("cluster after the failure", cluster.diagnose(NAMESPACE)))
+        for namespace in (NAMESPACE, f"{NAMESPACE}-noimg"):
+            report.sections.append((f"namespace {namespace} after the failure", cluster.diagnose(namespace)))
 
 
 @pytest.fixture(scope="session")
 def kube_cluster() -> Iterator[KubeCluster]:
     """The single-node cluster (started here, or the one ``make kube-up`` left running)."""
     cluster = start_kube_cluster()
+    # Namespaces of earlier runs that were killed before their destroy: on a cluster kept running
+    # (make kube-up) their pods would hold the node's CPU requests and leave ours Pending.
+    for ns in cluster.get("namespaces")["items"]:
+        name = ns["metadata"]["name"]
+        pid = name.removeprefix("mops-kube-").split("-")[0]
+        if name.startswith("mops-kube-") and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
     yield cluster
     # What a failed test's destroy left behind; on a cluster kept running it would hold CPU requests.
     cluster.kubectl("delete", "namespace", NAMESPACE, f"{NAMESPACE}-noimg", "--ignore-not-found", "--wait=false",
@@ -67,7 +75,8 @@ def kube_project(root: Path, kube_cluster: KubeCluster, base_ref: str, namespace
         # Small requests: three workers and the scheduler fit the 2-core node beside CoreDNS.
         "modelops:workspace.cpu": "250m",
         "modelops:workspace.memory": "1Gi",
-        "modelops:workspace.cacheSize": "1536Mi",
+        # The smallest cache volume: 1280Mi less the 1Gi in-flight headroom leaves a 256 MiB LRU cap.
+        "modelops:workspace.cacheSize": "1280Mi",
         "modelops:workspace.scheduler.cpu": "200m",
         "modelops:workspace.scheduler.memory": "1Gi",
         "modelops:smokeTest.timeout": "120",

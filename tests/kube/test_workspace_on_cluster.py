@@ -135,7 +135,7 @@ def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_ev
     env = {e["name"]: e.get("value") for e in worker["spec"]["containers"][0]["env"]}
     cap = int(env["MODELOPS_BUNDLE_CACHE_MAX_BYTES"])
     volume = next(v for v in worker["spec"]["volumes"] if v["name"] == "bundle-cache")
-    assert volume["emptyDir"]["sizeLimit"] == "1536Mi" and cap == 512 * 1024**2
+    assert volume["emptyDir"]["sizeLimit"] == "1280Mi" and cap == 256 * 1024**2
     # Four bundles of a third of the cap each: the fourth cannot fit beside the first three.
     settings = BundleSettings(registry=kube_cluster.registry, insecure=True)
     refs = []
@@ -185,7 +185,8 @@ def test_an_image_that_does_not_exist_fails_up_within_the_rollout_timeout_naming
         elapsed = time.monotonic() - start
         assert proc.returncode != 0
         text = proc.stdout + proc.stderr
-        assert elapsed < 60 + 30, f"pulumi up took {elapsed:.0f} s"
+        # The 40 s rollout timeout plus the engine's and the program's start, not Pulumi's 10-minute default.
+        assert elapsed < 120, f"pulumi up took {elapsed:.0f} s"
         assert "dask-workers" in text
         assert missing in text and ("ErrImagePull" in text or "ImagePullBackOff" in text), text[-3000:]
         assert "not found" in text

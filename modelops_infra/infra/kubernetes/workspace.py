@@ -11,6 +11,7 @@ of the workspace (:class:`RegistryCredentials`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -207,7 +208,7 @@ class DaskWorkspace(pulumi.ComponentResource):
 
         # Pulumi's await of a Deployment reports its pods' failures (an image that cannot be pulled, a
         # crash loop) but waits 10 minutes by default: bound it by the configured rollout timeout.
-        rollout = f"{args.rollout_timeout:g}s"
+        rollout = f"{math.ceil(args.rollout_timeout)}s"
         deployment_timeouts = pulumi.CustomTimeouts(create=rollout, update=rollout)
         scheduler = k8s.apps.v1.Deployment(
             f"{name}-scheduler",
@@ -365,7 +366,7 @@ def _validate(name: str, args: DaskWorkspaceArgs) -> WorkerSizes:
     where = f"DaskWorkspace {name!r}"
     if args.workers < 0:
         raise ConfigurationError(f"{where}: workers must be >= 0, got {args.workers}", key="workers")
-    if not args.rollout_timeout > 0:
+    if not (args.rollout_timeout > 0 and math.isfinite(args.rollout_timeout)):
         raise ConfigurationError(f"{where}: rollout_timeout must be a positive number of seconds, got "
                                  f"{args.rollout_timeout!r}", key="rollout_timeout")
     creds = args.registry_credentials
