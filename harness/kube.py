@@ -9,10 +9,12 @@ error saying to run ``make test``; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,21 @@ class KubeCluster:
         if log.exists():
             parts.append("kubelet log (last 40 lines):\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
         return "\n".join(parts)
+
+    @contextlib.contextmanager
+    def dask_client(self, namespace: str, timeout: float = 60) -> Iterator[Any]:
+        """A Dask client of the workspace in ``namespace``, through the smoke test's port-forward and connect."""
+        from modelops_infra.client._smoketest import _connect
+        from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
+
+        props = {"kubeconfig": self.kubeconfig.read_text(), "namespace": namespace,
+                 "scheduler_service": "dask-scheduler"}
+        with scheduler_endpoint(props, timeout=timeout) as address:
+            client = _connect(address, timeout)
+            try:
+                yield client
+            finally:
+                client.close()
 
     def down(self) -> None:
         _script("down", self.state, self.bin_dir)

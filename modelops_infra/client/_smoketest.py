@@ -34,6 +34,7 @@ The pushed bundle stays in the registry (pushes are idempotent).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -161,7 +162,33 @@ def _connect(scheduler: str, timeout: float) -> Client:
     problem = scheduler_problem(scheduler)
     if problem:
         raise ValueError(f"{scheduler!r} is not a Dask scheduler address: {problem}")
-    return Client(scheduler, timeout=max(timeout, 0.5), set_as_default=False)
+    # Dask retries a refused connect, but a connection that opens and then never answers its handshake
+    # (a port-forward through the Kubernetes API occasionally gives one) blocks Client() past its own
+    # timeout, for good. So each attempt runs in a thread bounded by part of the timeout; a stuck one is
+    # left behind (it ends when its socket closes) and the next attempt opens a new connection.
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        attempt = max(min(left, max(_CONNECT_ATTEMPT, timeout / 4)), 0.5)
+        outcome: list[Any] = []
+
+        def make(seconds: float = attempt, out: list[Any] = outcome) -> None:
+            try:
+                out.append(Client(scheduler, timeout=seconds, set_as_default=False))
+            except BaseException as exc:  # handed to the caller below
+                out.append(exc)
+
+        thread = threading.Thread(target=make, name="modelops-dask-connect", daemon=True)
+        thread.start()
+        thread.join(attempt + 1.0)
+        if outcome and not isinstance(outcome[0], BaseException):
+            client: Client = outcome[0]
+            return client
+        error = outcome[0] if outcome else TimeoutError(f"no answer from {scheduler} within {attempt:g} s")
+        if not isinstance(error, (TimeoutError, OSError)) or end - time.monotonic() < 1.0:
+            raise error
+        log.info("connecting to %s failed (%s); trying again (%.0f s left)", scheduler, error,
+                 end - time.monotonic())
 
 
 def _close(client: Client | None) -> None:
@@ -179,6 +206,8 @@ def _innermost(frames: list[Any]) -> str:
 
 #: How long each question to the cluster about a timed-out task may take: the answer is only context.
 _WHEREABOUTS_TIMEOUT = 5.0
+#: Seconds of one connect attempt (at least; a quarter of the timeout when that is longer).
+_CONNECT_ATTEMPT = 15.0
 
 
 def _whereabouts(client: Client, key: str) -> str:

@@ -118,3 +118,59 @@ def test_a_run_that_times_out_says_where_the_task_was(tmp_path, registry, make_b
     # the hung task was cancelled, so the scheduler forgot it, but it still holds the only thread
     assert "it was waiting on worker tcp://127.0.0.1:" in queued.error, queued.error
     assert "whose threads ran 1 other task(s)" in queued.error and "time.sleep(120)" in queued.error, queued.error
+
+
+def test_a_connection_that_opens_and_never_answers_is_given_up_and_another_made(cluster, registry,
+                                                                                monkeypatch) -> None:
+    """What a port-forward through the Kubernetes API occasionally does: the first stream never relays."""
+    import socket
+    import threading
+
+    from modelops_infra.client import _smoketest
+
+    monkeypatch.setattr(_smoketest, "_CONNECT_ATTEMPT", 2.0)
+    host, port = cluster.scheduler_address.removeprefix("tcp://").rsplit(":", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def relay() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if not held:
+                held.append(conn)  # the first connection: accepted, then silence
+                continue
+            upstream = socket.create_connection((host, int(port)))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=relay, daemon=True).start()
+    try:
+        start = time.monotonic()
+        report = run_smoke_test(bundle=None, registry=registry.address,
+                                scheduler=f"tcp://127.0.0.1:{listener.getsockname()[1]}", timeout=20)
+        assert report.passed, report.error
+        assert held, "the first connection was the silent one"
+        # The first attempt is given up after a quarter of the timeout (Dask alone would wait forever).
+        assert 5.0 <= report.timings["connect"] < 12, report.timings
+        assert time.monotonic() - start < 20
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def _pipe(src, dst) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(2)
+            except OSError:
+                pass

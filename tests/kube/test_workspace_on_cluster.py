@@ -99,14 +99,8 @@ def test_the_network_policies_are_accepted_and_select_the_scheduler_and_the_work
 
 def test_a_killed_worker_is_replaced_and_a_batch_submitted_during_the_kill_completes(
         kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
-    from distributed import Client
-
-    from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
-
-    props = {"kubeconfig": kube_cluster.kubeconfig.read_text(), "namespace": NAMESPACE,
-             "scheduler_service": "dask-scheduler"}
     victim = ready_pods(kube_cluster, WORKERS)[0]["metadata"]["name"]
-    with scheduler_endpoint(props, timeout=60) as address, Client(address, timeout=60) as client:
+    with kube_cluster.dask_client(NAMESPACE) as client:
         client.wait_for_workers(3, timeout=60)
         # 60 one-second tasks on three single-threaded workers: about 20 s of work.
         futures = client.map(time.sleep, [1.0] * 60, pure=False, retries=2)
@@ -120,11 +114,8 @@ def test_a_killed_worker_is_replaced_and_a_batch_submitted_during_the_kill_compl
 
 def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_evicted(
         kube_stack: PulumiProject, kube_cluster: KubeCluster, make_bundle) -> None:
-    from distributed import Client
-
     from modelops_infra.bundles import BundleSettings, push_bundle
     from modelops_infra.client import DaskSimulationService, SimTask
-    from modelops_infra.infra.smoke._endpoint import scheduler_endpoint
 
     kube_stack.config("modelops:workspace.workers", "1")
     kube_stack.up()
@@ -143,9 +134,7 @@ def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_ev
         root = make_bundle(f"big{i}", {"sim.py": "def run(params, seed):\n    return {'seed': seed}\n",
                                         "data.bin": random.randbytes(cap // 3)})
         refs.append(push_bundle(root, kube_cluster.registry, settings=settings))
-    props = {"kubeconfig": kube_cluster.kubeconfig.read_text(), "namespace": NAMESPACE,
-             "scheduler_service": "dask-scheduler"}
-    with scheduler_endpoint(props, timeout=60) as address, Client(address, timeout=60) as client:
+    with kube_cluster.dask_client(NAMESPACE) as client:
         svc = DaskSimulationService(client)
         for i, pushed in enumerate(refs):
             assert svc.submit(SimTask(str(pushed.reference), {}, seed=i)).result(timeout=180) == {"seed": i}
