@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks._result import Result
 from harness.images import base_rootfs_tar, push_rootfs_image
-from harness.kube import start_kube_cluster
+from harness.kube import kube_project, start_kube_cluster
 from harness.pulumi import PulumiProject, make_project
 from harness.services import free_port
 from modelops_infra.bundles import RegistryClient
@@ -35,19 +35,8 @@ def run(rounds: int = 3) -> list[Result]:
         with RegistryClient(cluster.registry, insecure=True) as client:
             base = push_rootfs_image(client, "base/bookworm", "python3", base_rootfs_tar())
         with tempfile.TemporaryDirectory(prefix="modelops-kube-bench-") as tmp:
-            kube = make_project(Path(tmp) / "kube")
-            kube.run("config", "set", "modelops:cloud", "kubernetes")
-            kube.run("config", "set", "--secret", "modelops:kubeconfig", str(cluster.kubeconfig))
-            for key, value in {
-                "modelops:kubernetes.registry.loginServer": cluster.registry,
-                "modelops:kubernetes.registry.insecure": "true",
-                "modelops:workspace.namespace": f"mops-bench-{os.getpid()}",
-                "modelops:workspace.baseImage": f"{cluster.registry}/base/bookworm@{base.digest}",
-                "modelops:workspace.cpu": "500m", "modelops:workspace.memory": "1Gi",
-                "modelops:workspace.cacheSize": "1536Mi",
-                "modelops:workspace.scheduler.cpu": "250m", "modelops:workspace.scheduler.memory": "1Gi",
-            }.items():
-                kube.config(key, value)
+            kube = kube_project(Path(tmp) / "kube", cluster, f"{cluster.registry}/base/bookworm@{base.digest}",
+                                f"mops-bench-{os.getpid()}")
             local = make_project(Path(tmp) / "local")
             local.run("config", "set", "modelops:cloud", "local")
             for key in ("registryPort", "schedulerPort", "dashboardPort"):

@@ -13,15 +13,14 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.pulumi import REPO
+from harness.pulumi import REPO, PulumiProject, make_project
 
-__all__ = ["CLUSTER_REGISTRY", "KubeCluster", "kube_bin_dir", "start_kube_cluster"]
+__all__ = ["CLUSTER_REGISTRY", "KubeCluster", "kube_bin_dir", "kube_project", "start_kube_cluster"]
 
 CLUSTER_SCRIPT = REPO / "scripts" / "kube-cluster.sh"
 #: The cluster's registry, fixed by scripts/kube-cluster.sh (the node's address, port 5000).
@@ -68,13 +67,6 @@ class KubeCluster:
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self.get("pods", "-n", namespace, "-l", selector)["items"]
 
-    def wait(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not within {timeout} s")
-            time.sleep(0.5)
-
     def diagnose(self, namespace: str) -> str:
         """Pods, events and the kubelet's last lines: what a failed test reports."""
         parts = [self.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout,
@@ -101,6 +93,30 @@ class KubeCluster:
 
     def down(self) -> None:
         _script("down", self.state, self.bin_dir)
+
+
+def kube_project(root: Path, kube_cluster: KubeCluster, base_ref: str, namespace: str) -> PulumiProject:
+    """A ``kubernetes`` stack for the cluster: open registry over HTTP, small workers, a stack-built image."""
+    project = make_project(root)
+    project.run("config", "set", "modelops:cloud", "kubernetes")
+    project.run("config", "set", "--secret", "modelops:kubeconfig", str(kube_cluster.kubeconfig))
+    for key, value in {
+        "modelops:kubernetes.registry.loginServer": kube_cluster.registry,
+        "modelops:kubernetes.registry.insecure": "true",
+        "modelops:workspace.namespace": namespace,
+        "modelops:workspace.baseImage": base_ref,
+        "modelops:workspace.workers": "2",
+        # Small requests: three workers and the scheduler fit the 2-core node beside CoreDNS.
+        "modelops:workspace.cpu": "250m",
+        "modelops:workspace.memory": "1Gi",
+        # The smallest cache volume: 1280Mi less the 1Gi in-flight headroom leaves a 256 MiB LRU cap.
+        "modelops:workspace.cacheSize": "1280Mi",
+        "modelops:workspace.scheduler.cpu": "200m",
+        "modelops:workspace.scheduler.memory": "1Gi",
+        "modelops:smokeTest.timeout": "120",
+    }.items():
+        project.config(key, value)
+    return project
 
 
 def _script(action: str, state: Path, bin_dir: Path) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.images import base_rootfs_tar, push_rootfs_image
-from harness.kube import KubeCluster, start_kube_cluster
-from harness.pulumi import PulumiProject, make_project
+from harness.kube import KubeCluster, kube_project, start_kube_cluster
+from harness.pulumi import PulumiProject
 from modelops_infra.bundles import RegistryClient
 
 #: The workspace namespace of the module's stack: one per test process.
@@ -59,30 +59,6 @@ def cluster_base_ref(kube_cluster: KubeCluster) -> str:
     with RegistryClient(kube_cluster.registry, insecure=True) as client:
         image = push_rootfs_image(client, "base/bookworm", "python3", base_rootfs_tar())
     return f"{kube_cluster.registry}/base/bookworm@{image.digest}"
-
-
-def kube_project(root: Path, kube_cluster: KubeCluster, base_ref: str, namespace: str) -> PulumiProject:
-    """A ``kubernetes`` stack for the cluster: open registry over HTTP, small workers, a stack-built image."""
-    project = make_project(root)
-    project.run("config", "set", "modelops:cloud", "kubernetes")
-    project.run("config", "set", "--secret", "modelops:kubeconfig", str(kube_cluster.kubeconfig))
-    for key, value in {
-        "modelops:kubernetes.registry.loginServer": kube_cluster.registry,
-        "modelops:kubernetes.registry.insecure": "true",
-        "modelops:workspace.namespace": namespace,
-        "modelops:workspace.baseImage": base_ref,
-        "modelops:workspace.workers": "2",
-        # Small requests: three workers and the scheduler fit the 2-core node beside CoreDNS.
-        "modelops:workspace.cpu": "250m",
-        "modelops:workspace.memory": "1Gi",
-        # The smallest cache volume: 1280Mi less the 1Gi in-flight headroom leaves a 256 MiB LRU cap.
-        "modelops:workspace.cacheSize": "1280Mi",
-        "modelops:workspace.scheduler.cpu": "200m",
-        "modelops:workspace.scheduler.memory": "1Gi",
-        "modelops:smokeTest.timeout": "120",
-    }.items():
-        project.config(key, value)
-    return project
 
 
 @pytest.fixture(scope="module")

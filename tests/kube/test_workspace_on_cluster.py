@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.kube import KubeCluster
+from harness.images import wait_for
+from harness.kube import KubeCluster, kube_project
 from harness.pulumi import PulumiProject
-from tests.kube.conftest import NAMESPACE, kube_project
+from tests.kube.conftest import NAMESPACE
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(900)]
 
@@ -76,7 +77,7 @@ def test_a_worker_count_change_rolls_only_the_workers(kube_stack: PulumiProject,
     kube_stack.config("modelops:workspace.workers", "3")
     assert changed_resources(kube_stack) == {"dask-workers": "update"}
     kube_stack.up()
-    kube_cluster.wait(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers")
+    wait_for(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers")
     (after,) = ready_pods(kube_cluster, SCHEDULER)
     assert after["metadata"]["uid"] == scheduler["metadata"]["uid"]
     assert kube_stack.outputs()["smoke_test_timings"] == timings
@@ -108,7 +109,7 @@ def test_a_killed_worker_is_replaced_and_a_batch_submitted_during_the_kill_compl
         kube_cluster.kubectl("delete", "pod", "-n", NAMESPACE, victim, "--grace-period=0", "--force")
         results = client.gather(futures, errors="raise")
         assert results == [None] * 60
-    kube_cluster.wait(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers again")
+    wait_for(lambda: len(ready_pods(kube_cluster, WORKERS)) == 3, 120, "three Ready workers again")
     assert victim not in {p["metadata"]["name"] for p in kube_cluster.pods(NAMESPACE, WORKERS)}
 
 
@@ -119,7 +120,7 @@ def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_ev
 
     kube_stack.config("modelops:workspace.workers", "1")
     kube_stack.up()
-    kube_cluster.wait(lambda: len(kube_cluster.pods(NAMESPACE, WORKERS)) == 1 == len(ready_pods(kube_cluster, WORKERS)),
+    wait_for(lambda: len(kube_cluster.pods(NAMESPACE, WORKERS)) == 1 == len(ready_pods(kube_cluster, WORKERS)),
                       120, "one worker")
     (worker,) = ready_pods(kube_cluster, WORKERS)
     pod = worker["metadata"]["name"]
@@ -153,7 +154,7 @@ def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_ev
 def test_destroy_removes_every_object_and_the_namespace(kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
     kube_stack.run("destroy", "--yes", "--skip-preview", timeout=300)
     gone = lambda: "NotFound" in kube_cluster.kubectl("get", "namespace", NAMESPACE, check=False).stderr  # noqa: E731
-    kube_cluster.wait(gone, 120, f"namespace {NAMESPACE} gone")
+    wait_for(gone, 120, f"namespace {NAMESPACE} gone")
     left = kube_cluster.kubectl("get", "all,networkpolicy,pdb,serviceaccount,secret", "-n", NAMESPACE,
                                 "-o", "name", check=False).stdout
     assert left.strip() == ""
