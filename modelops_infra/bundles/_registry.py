@@ -605,6 +605,32 @@ class RegistryClient:
             raise IntegrityError(f"integrity error on {reference}: {subject} has digest {digest_bytes(raw)}")
         return raw, resp.headers.get("Content-Type", "").split(";")[0].strip()
 
+    def resolve_image(self, repository: str, reference: str) -> str:
+        """The digest of the image manifest or index that ``reference`` (a tag or a digest) names; headers only.
+
+        A digest is asked about and returned as is. A tag's digest is the
+        registry's ``Docker-Content-Digest``, or the digest of the manifest
+        itself when a registry leaves that header out. Raises
+        :class:`RegistryNotFoundError` when the registry does not hold it,
+        :class:`RegistryAuthError` and :class:`RegistryUnavailableError` as every request does.
+        """
+        check_repository(repository)
+        _check_reference(reference)
+        pinned = reference.startswith("sha256:")
+        subject = f"image {repository}@{reference}" if pinned else f"image {repository}:{reference}"
+        resp = self.request("HEAD", f"/v2/{repository}/manifests/{reference}", repository=repository,
+                            subject=subject, headers={"Accept": self._IMAGE_ACCEPT})
+        if pinned:
+            return reference
+        digest = resp.headers.get("Docker-Content-Digest")
+        if digest:
+            if not DIGEST_RE.match(digest):
+                raise IntegrityError(f"registry {self.registry} reported digest {digest!r} for {subject}, which is not"
+                                     " sha256:<64 lowercase hex>")
+            return digest
+        raw, _ = self.get_image_manifest(repository, reference)
+        return digest_bytes(raw)
+
     def manifest_exists(self, repository: str, digest: str) -> bool:
         """Whether the repository holds the manifest ``digest`` (any image or artifact media type)."""
         resp = self.request(

@@ -118,9 +118,10 @@ class WorkspaceConfig:
     threads: int | None = setting("threads", None, parse.integer(minimum=1))
     cpu: str = setting("cpu", "2", parse.quantity(parse_cpu))
     memory: str = setting("memory", "8Gi", parse.quantity(parse_memory))
-    #: Full image reference (any prebuilt image, by tag or digest); ``None`` builds the image in the stack
+    #: Full image reference (any prebuilt image, by tag or digest; checked in its registry and run by digest);
+    #: ``None`` builds the image in the stack
     #: (``WorkerImage`` from ``base_image``, pushed to ``<login_server>/modelops/dask-worker``, used by digest).
-    image: str | None = setting("image", None, parse.optional_text)
+    image: str | None = setting("image", None, parse.optional_image_reference)
     #: The base of the built image: ``registry/repository[:tag|@digest]``, linux/amd64, the clients' Python.
     base_image: str = setting("baseImage", DEFAULT_BASE_IMAGE, parse.image_reference)
     #: Packages installed into the built image beside ``modelops-infra[azure]`` and uv.

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAMESPACE", "ConfigSource", "Parser", "SecretText", "boolean", "config_key", "declared_defaults", "dns_label",
-    "image_reference", "integer", "one_of", "optional_text", "quantity", "read_section", "read_top_level",
-    "registry_host", "requirements", "seconds", "secret", "section", "setting", "string_list", "text",
+    "image_reference", "integer", "one_of", "optional_image_reference", "optional_text", "quantity", "read_section",
+    "read_top_level", "registry_host", "requirements", "seconds", "secret", "section", "setting", "string_list", "text",
     "top_level_keys",
 ]
 
@@ -345,4 +345,10 @@ def _registry_host(value: str, key: str) -> str:
 
 dns_label = text(_dns_label)
 image_reference = text(_image_reference)
+
+
+def optional_image_reference(value: Any, key: str) -> str | None:
+    """An image reference as :data:`image_reference`, where empty means unset."""
+    text_value = optional_text(value, key)
+    return None if text_value is None else image_reference(text_value, key)
 registry_host = text(_registry_host)

@@ -47,6 +47,9 @@ current-context: modelops
 ACR_PULL_GUID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 WORKER_IMAGE_TYPE = "pulumi-python:dynamic/modelops:WorkerImage"
 WORKER_IMAGE_DIGEST = "sha256:" + "ab" * 32
+PINNED_IMAGE_TYPE = "pulumi-python:dynamic/modelops:PinnedImage"
+#: The digest the mocked registry gives every ``modelops:workspace.image`` (``PinnedImageProvider.check`` asks a real one).
+PINNED_IMAGE_DIGEST = "sha256:" + "12" * 32
 
 
 @dataclass
@@ -153,6 +156,10 @@ class AzureMocks(pulumi.runtime.Mocks):
             state.update(image_ref=f"{inputs['target']}@{WORKER_IMAGE_DIGEST}", digest=WORKER_IMAGE_DIGEST,
                          layer_digest="sha256:" + "cd" * 32, base_digest="sha256:" + "ef" * 32)
             return f"worker-image-{WORKER_IMAGE_DIGEST[7:23]}", state
+        if typ == PINNED_IMAGE_TYPE:  # what PinnedImageProvider.check computes when the registry answers
+            digest = inputs["image"].split("@", 1)[1] if "@" in inputs["image"] else PINNED_IMAGE_DIGEST
+            state.update(image_ref=inputs["image"].split("@", 1)[0] + "@" + digest, digest=digest, unverified=None)
+            return f"image-{digest[7:23]}", state
         if typ == "pulumi-python:dynamic/modelops:LocalRegistryProcess":  # as its provider's create answers
             state["login_server"] = f"127.0.0.1:{int(inputs['port'])}"
         if typ == "pulumi-python:dynamic/modelops:LocalDaskScheduler":

@@ -31,6 +31,7 @@ from tests.infra.stack_harness import (
     KUBECONFIG,
     KUBELET_OBJECT_ID,
     OIDC_ISSUER,
+    PINNED_IMAGE_DIGEST,
     REPO_ROOT,
     SUBSCRIPTION_ID,
     WORKER_IMAGE_DIGEST,
@@ -347,8 +348,8 @@ def test_every_pod_is_non_root_drops_all_capabilities_and_has_a_read_only_root(d
 def test_image_can_be_overridden_in_config() -> None:
     cfg = stack_config("dev", {**NO_SMOKE, "modelops:workspace": {"image": "ghcr.io/acme/worker:7"}})
     run = run_program(cfg)
-    assert _worker(run)["image"] == "ghcr.io/acme/worker:7"
-    assert _scheduler(run)["image"] == "ghcr.io/acme/worker:7"
+    assert _worker(run)["image"] == f"ghcr.io/acme/worker:7@{PINNED_IMAGE_DIGEST}", "checked and pinned by digest"
+    assert _scheduler(run)["image"] == f"ghcr.io/acme/worker:7@{PINNED_IMAGE_DIGEST}"
     assert run.of_type(WORKER_IMAGE_TYPE) == [], "an image override builds nothing"
 
 
@@ -539,6 +540,8 @@ def test_workspace_component_refuses_a_cache_too_small_for_a_cap_before_creating
         ({"modelops:cloud": "gcp"}, "modelops:cloud: unknown cloud 'gcp'"),
         ({"modelops:workspace": {"baseImage": "python:3.11"}}, "modelops:workspace.baseImage: 'python:3.11' names no"),
         ({"modelops:workspace": {"baseImage": "docker.io/Python:3.11"}}, "modelops:workspace.baseImage: malformed"),
+        ({"modelops:workspace": {"image": "worker:7"}}, "modelops:workspace.image: 'worker:7' names no registry"),
+        ({"modelops:workspace": {"image": "r.example/Worker:7"}}, "modelops:workspace.image: malformed"),
         ({"modelops:workspace": {"extraPackages": "bokeh"}}, "modelops:workspace.extraPackages: expected a list"),
     ],
 )

@@ -20,6 +20,8 @@ from modelops_infra.errors import ConfigurationError
 from modelops_infra.infra import program
 from modelops_infra.infra.config import DEFAULT_BASE_IMAGE, SecretText, load_stack_config, parse_stack_config
 from tests.infra.stack_harness import (
+    PINNED_IMAGE_DIGEST,
+    PINNED_IMAGE_TYPE,
     REPO_ROOT,
     WORKER_IMAGE_DIGEST,
     WORKER_IMAGE_TYPE,
@@ -189,8 +191,21 @@ def test_the_worker_image_is_built_by_the_stack_and_run_by_digest_unless_workspa
         kube_config(**{"modelops:workspace": {"image": "registry.example.com:5000/acme/worker:7", "cacheSize": "2Gi"}})
     )
     for name in ("dask-scheduler", "dask-workers"):
-        assert containers(run.named(name))[0]["image"] == "registry.example.com:5000/acme/worker:7"
+        assert containers(run.named(name))[0]["image"] == f"registry.example.com:5000/acme/worker:7@{PINNED_IMAGE_DIGEST}"
     assert run.of_type(WORKER_IMAGE_TYPE) == [], "an image override builds nothing"
+
+
+def test_a_configured_image_is_checked_in_the_stack_registry_with_its_credentials_and_run_by_digest() -> None:
+    run = run_kube(kube_config(**{"modelops:workspace": {"image": f"{LOGIN_SERVER}/acme/worker:7"}}))
+    pinned = run.one(PINNED_IMAGE_TYPE)
+    assert pinned.parent == run.one("modelops:infra:DaskWorkspace").urn
+    assert pinned.inputs["image"] == f"{LOGIN_SERVER}/acme/worker:7"
+    assert pinned.inputs["registry"] == LOGIN_SERVER, "the stack's registry: its credentials apply to it only"
+    assert pinned.inputs["registry_username"] == "robot"
+    assert _secret_value(pinned.inputs["registry_password"]) == PASSWORD, "the password is a secret input"
+    assert all(pinned.urn in run.named(n).dependencies for n in ("dask-scheduler", "dask-workers")), (
+        "the pods wait for the check")
+    assert run.outputs["worker_image"] == f"{LOGIN_SERVER}/acme/worker:7@{PINNED_IMAGE_DIGEST}"
 
 
 def test_the_built_image_is_pushed_to_the_configured_registry_with_its_credentials_kept_secret(kube: Run) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.images import wait_for
+from harness.images import push_tiny_image, wait_for
 from harness.kube import KubeCluster, kube_project
 from harness.pulumi import PulumiProject
+from modelops_infra.bundles import RegistryClient
 from tests.kube.conftest import NAMESPACE
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(900)]
@@ -161,12 +162,42 @@ def test_destroy_removes_every_object_and_the_namespace(kube_stack: PulumiProjec
     assert kube_stack.export()["deployment"].get("resources", []) == []
 
 
-def test_an_image_that_does_not_exist_fails_up_within_the_rollout_timeout_naming_workers_and_the_pull_error(
+def test_an_image_that_does_not_exist_fails_up_in_seconds_naming_workers_and_the_registry_answer(
         tmp_path: Path, kube_cluster: KubeCluster, cluster_base_ref: str) -> None:
+    """With the default rollout timeout (600 s): the check fails preview long before the smoke test's 120 s."""
     namespace = f"{NAMESPACE}-noimg"
     stack = kube_project(tmp_path / "project", kube_cluster, cluster_base_ref, namespace)
     missing = f"{kube_cluster.registry}/modelops/no-such-worker:missing"
     stack.config("modelops:workspace.image", missing)
+    try:
+        start = time.monotonic()
+        proc = stack.run("up", "--yes", check=False, timeout=300)  # preview first, as users run it
+        elapsed = time.monotonic() - start
+        assert proc.returncode != 0
+        text = proc.stdout + proc.stderr
+        assert elapsed < 120, f"pulumi up took {elapsed:.0f} s, not within the smoke-test timeout"
+        assert f"workers: image {missing} does not exist" in text, text[-3000:]
+        assert "not found in registry" in text
+        # Failed at preview: nothing was created, not even the namespace.
+        assert "NotFound" in kube_cluster.kubectl("get", "namespace", namespace, check=False).stderr
+    finally:
+        stack.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)
+
+
+def test_an_image_the_kubelet_cannot_pull_fails_up_within_the_rollout_timeout_naming_workers_and_the_pull_error(
+        tmp_path: Path, kube_cluster: KubeCluster, cluster_base_ref: str) -> None:
+    """The registry holds the manifest (the check passes) but has lost a layer: only the kubelet can tell."""
+    with RegistryClient(kube_cluster.registry, insecure=True) as client:
+        image = push_tiny_image(client, "modelops/broken-worker", "v1",
+                                files={"opt/marker": random.randbytes(64)})  # a layer of its own
+    (layer,) = image.layers
+    hexdigest = layer.digest.split(":", 1)[1]
+    blob = kube_cluster.state / "registry/data/docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+    blob.unlink()
+    namespace = f"{NAMESPACE}-noimg"
+    stack = kube_project(tmp_path / "project", kube_cluster, cluster_base_ref, namespace)
+    broken = f"{kube_cluster.registry}/modelops/broken-worker:v1"
+    stack.config("modelops:workspace.image", broken)
     stack.config("modelops:workspace.rolloutTimeout", "40")
     stack.config("modelops:smokeTest.timeout", "60")
     try:
@@ -178,7 +209,8 @@ def test_an_image_that_does_not_exist_fails_up_within_the_rollout_timeout_naming
         # The 40 s rollout timeout plus the engine's and the program's start, not Pulumi's 10-minute default.
         assert elapsed < 120, f"pulumi up took {elapsed:.0f} s"
         assert "dask-workers" in text
-        assert missing in text and ("ErrImagePull" in text or "ImagePullBackOff" in text), text[-3000:]
+        assert f"{broken}@{image.digest}" in text, "the pods ran the image pinned by digest"
+        assert "ErrImagePull" in text or "ImagePullBackOff" in text, text[-3000:]
         assert "not found" in text
     finally:
         stack.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)

@@ -90,6 +90,8 @@ class DaskWorkspaceArgs:
     from) + ``extra_packages``, pushes it to ``<login_server>/modelops/dask-worker``
     (also tagged ``image_tag``; with ``registry_credentials`` and
     ``registry_insecure`` when given), and the Deployments name it by digest.
+    A given ``image`` is checked in its registry and pinned to its digest by a
+    ``PinnedImage`` child: one that does not exist fails preview naming the workers.
     ``cache_size`` is the workers' bundle cache volume; their
     ``MODELOPS_BUNDLE_CACHE_MAX_BYTES`` is derived from it
     (:func:`~modelops_infra.infra.quantities.bundle_cache_cap`).
@@ -198,7 +200,7 @@ class DaskWorkspace(pulumi.ComponentResource):
             opts=k8s_opts,
         )
 
-        image = args.image if args.image is not None else self._worker_image(name, args).image_ref
+        image = self._pinned_image(name, args) if args.image is not None else self._worker_image(name, args).image_ref
         env = specs.bundle_env(
             login_server=args.login_server,
             repository=args.bundle_repository,
@@ -306,6 +308,36 @@ class DaskWorkspace(pulumi.ComponentResource):
                 **self.identity_outputs,
             }
         )
+
+    def _pinned_image(self, name: str, args: DaskWorkspaceArgs) -> pulumi.Output[str]:
+        """The given image (``modelops:workspace.image``), checked in its registry and pinned to its digest.
+
+        An image the registry says does not exist fails preview (``PinnedImage``'s check); one the
+        deploying machine cannot check is used as given, with a warning.
+        """
+        from modelops_infra.infra.image.pinned import PinnedImage, PinnedImageArgs
+
+        creds = args.registry_credentials
+        assert args.image is not None
+        pinned = PinnedImage(
+            f"{name}-image-pin",
+            PinnedImageArgs(
+                image=args.image,
+                registry=args.login_server,
+                registry_username=creds.username if creds is not None else None,
+                registry_password=creds.password if creds is not None else None,
+                insecure=args.registry_insecure,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        def warn(reason: str | None) -> None:
+            if reason:
+                pulumi.log.warn(f"the workers' image was not checked, and is used as given: {reason}",
+                                resource=pinned)
+
+        pinned.unverified.apply(warn)
+        return pinned.image_ref
 
     def _worker_image(self, name: str, args: DaskWorkspaceArgs) -> WorkerImage:
         """The image built by the stack (``WorkerImage``), pushed to the workspace's registry."""
