@@ -8,7 +8,7 @@ Layout under the cache root (``MODELOPS_BUNDLE_CACHE_DIR``)::
                                       the record of every file: size, mtime and sha256
     entries/sha256/<hex>/.used        mtime = last use (LRU clock)
     envs/<keyhex>/venv/...            a complete Python environment (see _envspec for the key)
-    envs/<keyhex>/meta.json           key, size, source file
+    envs/<keyhex>/meta.json           key, size and file count (``__pycache__`` aside), source file
     envs/<keyhex>/.used               mtime = last use
     staging/<hex>.<pid>.<random>/     work in progress; never read by a fetch
     staging/env-<keyhex>.<pid>.<random>/  an environment being built
@@ -49,6 +49,12 @@ Contracts:
 Environments follow the same rules: built in staging, published by one rename,
 one build per host (file lock), swept when their builder died, leased while used.
 They are not made read-only: a venv is uv's to lay out, and it is not re-hashed.
+Their files are not fsynced one by one either (thousands of files: it would
+double a cold build). Instead the first use of an environment in each
+:class:`BundleCache` object counts its files and bytes (``__pycache__`` aside,
+which the interpreter adds) against ``meta.json``: an environment whose files
+did not all reach the disk before a crash (the rename did, the data did not:
+empty or missing files) differs, is logged at WARNING and is built again.
 """
 
 from __future__ import annotations
@@ -207,6 +213,7 @@ class BundleCache:
         self.max_extract_bytes = max_extract_bytes
         self.lock_timeout = lock_timeout
         self._verified: set[str] = set()
+        self._envs_counted: set[str] = set()
         try:
             for sub in ("entries/sha256", "envs", "staging", "locks", "leases"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -401,7 +408,12 @@ class BundleCache:
         return self.root / "envs" / digest_hex(key)
 
     def environment(self, key: str) -> Environment | None:
-        """The built environment with ``key``, or ``None``. Marks it used (LRU)."""
+        """The built environment with ``key``, or ``None``. Marks it used (LRU).
+
+        The first call for ``key`` in this object counts the environment's files
+        and bytes against its ``meta.json``; a broken one is logged at WARNING
+        and ``None`` is returned (:meth:`ensure_environment` then replaces it).
+        """
         folder = self.environment_dir(validate_digest(key))
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -409,6 +421,14 @@ class BundleCache:
             return None
         except (OSError, ValueError) as exc:
             raise CacheError(f"environment {folder} is unreadable ({exc})", hint=f"remove {folder}") from exc
+        if key not in self._envs_counted:
+            size, files = _tree_census(folder / "venv")
+            expected = (meta.get("size"), meta.get("files", files))  # meta.json of older builds has no count
+            if (size, files) != expected:
+                log.warning("environment %s is broken (%d files, %d bytes; built with %s files, %s bytes): it will "
+                            "be built again", folder, files, size, expected[1], expected[0])
+                return None
+            self._envs_counted.add(key)
         try:
             os.utime(folder / ".used")
         except FileNotFoundError:
@@ -451,9 +471,9 @@ class BundleCache:
             start = time.perf_counter()
             build(stage / "venv", work)
             shutil.rmtree(work)
-            size = _tree_size(stage / "venv")
-            meta = {"key": key, "size": size, "built_at": time.time(), "seconds": time.perf_counter() - start,
-                    **describe}
+            size, files = _tree_census(stage / "venv")
+            meta = {"key": key, "size": size, "files": files, "built_at": time.time(),
+                    "seconds": time.perf_counter() - start, **describe}
             with open(stage / "meta.json", "w", encoding="utf-8") as fh:
                 json.dump(meta, fh)
                 fh.flush()
@@ -461,8 +481,9 @@ class BundleCache:
             (stage / ".used").touch()
             fsync_dir(stage)
             final = self.environment_dir(key)
-            os.rename(stage, final)
+            self._publish(stage, final, f"env-{hexkey}")  # moves a broken environment aside
             fsync_dir(final.parent)
+            self._envs_counted.add(key)
         except OSError as exc:
             shutil.rmtree(stage, ignore_errors=True)
             raise CacheError(f"environment {key} cannot be written under {self.root} ({exc.strerror or exc})",
@@ -699,17 +720,19 @@ class BundleCache:
             return evicted
 
 
-def _tree_size(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (links not followed)."""
-    total = 0
-    for dirpath, _, files in os.walk(root):
+def _tree_census(root: Path) -> tuple[int, int]:
+    """(bytes, entries) of the files and links under ``root``, ``__pycache__`` directories left out."""
+    total = count = 0
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
                 continue
             total += st.st_size
-    return total
+            count += 1
+    return total, count
 
 
 def _parse_meta(raw: bytes, digest: str) -> dict[str, Any]:
