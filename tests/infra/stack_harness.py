@@ -50,6 +50,8 @@ WORKER_IMAGE_DIGEST = "sha256:" + "ab" * 32
 PINNED_IMAGE_TYPE = "pulumi-python:dynamic/modelops:PinnedImage"
 #: The digest the mocked registry gives every ``modelops:workspace.image`` (``PinnedImageProvider.check`` asks a real one).
 PINNED_IMAGE_DIGEST = "sha256:" + "12" * 32
+#: Images of this registry get the answer of a registry the deploying machine cannot reach.
+UNREACHABLE_REGISTRY = "private.example.com"
 
 
 @dataclass
@@ -156,6 +158,10 @@ class AzureMocks(pulumi.runtime.Mocks):
             state.update(image_ref=f"{inputs['target']}@{WORKER_IMAGE_DIGEST}", digest=WORKER_IMAGE_DIGEST,
                          layer_digest="sha256:" + "cd" * 32, base_digest="sha256:" + "ef" * 32)
             return f"worker-image-{WORKER_IMAGE_DIGEST[7:23]}", state
+        if typ == PINNED_IMAGE_TYPE and inputs["image"].startswith(UNREACHABLE_REGISTRY):
+            state.update(image_ref=inputs["image"], digest=None, unverified=f"registry {UNREACHABLE_REGISTRY} is "
+                         "unreachable")  # what PinnedImageProvider.check computes when the registry cannot answer
+            return "image-unverified", state
         if typ == PINNED_IMAGE_TYPE:  # what PinnedImageProvider.check computes when the registry answers
             digest = inputs["image"].split("@", 1)[1] if "@" in inputs["image"] else PINNED_IMAGE_DIGEST
             state.update(image_ref=inputs["image"].split("@", 1)[0] + "@" + digest, digest=digest, unverified=None)

@@ -23,6 +23,7 @@ from tests.infra.stack_harness import (
     PINNED_IMAGE_DIGEST,
     PINNED_IMAGE_TYPE,
     REPO_ROOT,
+    UNREACHABLE_REGISTRY,
     WORKER_IMAGE_DIGEST,
     WORKER_IMAGE_TYPE,
     Run,
@@ -206,6 +207,17 @@ def test_a_configured_image_is_checked_in_the_stack_registry_with_its_credential
     assert all(pinned.urn in run.named(n).dependencies for n in ("dask-scheduler", "dask-workers")), (
         "the pods wait for the check")
     assert run.outputs["worker_image"] == f"{LOGIN_SERVER}/acme/worker:7@{PINNED_IMAGE_DIGEST}"
+
+
+def test_an_image_the_deploying_machine_cannot_check_is_used_as_given_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: warnings.append(msg))
+    image = f"{UNREACHABLE_REGISTRY}/acme/worker:7"
+    run = run_kube(kube_config(**{"modelops:workspace": {"image": image}}))
+    assert containers(run.named("dask-workers"))[0]["image"] == image, "the kubelet may still reach it"
+    assert [w for w in warnings if "was not checked" in w] == [
+        f"the workers' image was not checked, and is used as given: registry {UNREACHABLE_REGISTRY} is unreachable"]
 
 
 def test_the_built_image_is_pushed_to_the_configured_registry_with_its_credentials_kept_secret(kube: Run) -> None:
