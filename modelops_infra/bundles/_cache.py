@@ -327,6 +327,30 @@ class BundleCache:
                 results.append((digest, None))
         return results
 
+    def verify_environments(self) -> list[tuple[str, str | None]]:
+        """Count the files and bytes of every built environment against its ``meta.json``; evict the broken ones.
+
+        Returns ``(key, problem)`` per environment, ``problem`` being ``None``
+        for a sound one. An evicted environment is built again by its next use.
+        Environments are not hashed (see the module docs): this finds what a
+        crash leaves (empty or missing files), not a deliberate edit.
+        """
+        results: list[tuple[str, str | None]] = []
+        for folder in sorted((self.root / "envs").iterdir()):
+            key = "sha256:" + folder.name
+            if not DIGEST_RE.match(key):
+                continue
+            with self._locked(self._lock(f"env-{folder.name}"), self.lock_timeout):
+                problem = _environment_problem(folder)
+                if problem is not None:
+                    self._envs_counted.discard(key)
+                    log.warning("environment %s is broken (%s): evicted; it will be built again", folder, problem)
+                    self._move_to_trash(folder, f"env-{folder.name}")
+                else:
+                    self._envs_counted.add(key)
+            results.append((key, problem))
+        return results
+
     # -- fetching ----------------------------------------------------------------------
 
     def ensure(self, repository: str, digest: str, *, client: ClientSource,
@@ -422,11 +446,9 @@ class BundleCache:
         except (OSError, ValueError) as exc:
             raise CacheError(f"environment {folder} is unreadable ({exc})", hint=f"remove {folder}") from exc
         if key not in self._envs_counted:
-            size, files = _tree_census(folder / "venv")
-            expected = (meta.get("size"), meta.get("files", files))  # meta.json of older builds has no count
-            if (size, files) != expected:
-                log.warning("environment %s is broken (%d files, %d bytes; built with %s files, %s bytes): it will "
-                            "be built again", folder, files, size, expected[1], expected[0])
+            problem = _environment_problem(folder)
+            if problem is not None:
+                log.warning("environment %s is broken (%s): it will be built again", folder, problem)
                 return None
             self._envs_counted.add(key)
         try:
@@ -718,6 +740,19 @@ class BundleCache:
                 log.warning("bundle cache %s holds %d bytes over its %d-byte cap: the rest is in use", self.root,
                             total, limit)
             return evicted
+
+
+def _environment_problem(folder: Path) -> str | None:
+    """Why the environment in ``folder`` must not be used (its census differs from its meta.json), or ``None``."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        expected_size, expected_files = meta["size"], meta.get("files")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its meta.json is missing or unreadable ({exc})"
+    size, files = _tree_census(folder / "venv")
+    if size == expected_size and (expected_files is None or files == expected_files):
+        return None
+    return f"{files} files and {size} bytes, built with {expected_files} files and {expected_size} bytes"
 
 
 def _tree_census(root: Path) -> tuple[int, int]:

@@ -35,7 +35,7 @@ def test_cache_verify_reports_every_sound_entry_and_exits_0(mops, make_bundle, r
     result = mops("cache", "verify")
     assert result.exit_code == ExitCode.SUCCESS, result.output
     assert f"{digest}  ok" in result.stdout
-    assert "1 cached bundle(s)" in result.stdout and "0 broken" in result.stdout
+    assert "1 cached bundle(s) and 0 environment(s)" in result.stdout and "0 broken" in result.stdout
 
 
 def test_cache_verify_evicts_a_tampered_entry_names_it_and_exits_cache(mops, make_bundle, registry, tmp_path) -> None:
@@ -58,3 +58,25 @@ def test_pull_with_verify_never_copies_a_tampered_file(mops, make_bundle, regist
     assert result.exit_code == ExitCode.SUCCESS, result.output
     assert (tmp_path / "second" / "sim.py").read_text() == SIM
     assert digest in result.stdout
+
+
+def test_cache_verify_counts_environments_and_evicts_one_a_crash_left_with_an_empty_file(mops, tmp_path) -> None:
+    def build(venv: Path, work: Path) -> None:
+        (venv / "lib").mkdir(parents=True)
+        (venv / "lib" / "mod.py").write_text("X = 1\n" * 10)
+        (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+    cache = BundleCache(tmp_path / "cache")
+    sound, broken = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    for key in (sound, broken):
+        cache.ensure_environment(key, build)[1].release()
+    (cache.environment_dir(broken) / "venv" / "lib" / "mod.py").write_text("")
+    result = mops("cache", "verify", "--json")
+    assert result.exit_code == ExitCode.CACHE, result.output
+    report = json.loads(result.stdout)
+    assert [(e["key"], e["ok"]) for e in report["environments"]] == [(sound, True), (broken, False)]
+    assert "2 files and 16 bytes, built with 2 files and 76 bytes" in report["environments"][1]["problem"]
+    assert result.stderr.startswith("mops: error: 1 broken environment(s) evicted from the cache"), result.stderr
+    assert not cache.environment_dir(broken).exists() and cache.environment_dir(sound).is_dir()
+    again = mops("cache", "verify")
+    assert again.exit_code == ExitCode.SUCCESS and f"env {sound}  ok" in again.stdout
