@@ -1,5 +1,6 @@
 """The ``kubernetes`` stack on the local single-node cluster: ``pulumi up`` cold and no-op, and the smoke test's
-stage timings through the port-forward beside the local stack's (same machine, same run).
+stage timings through the port-forward beside the local stack's (same machine, same run), and how soon
+``pulumi up`` of a workspace whose image does not exist fails.
 
 Needs the cluster binaries (``make kube``); starts the cluster unless ``make kube-up`` left one running.
 "Cold" is a new stack and namespace: every Kubernetes object is created and the
@@ -22,10 +23,22 @@ from harness.pulumi import PulumiProject, make_project
 from harness.services import free_port
 from modelops_infra.bundles import RegistryClient
 
+#: The smoke test's timeout in the benchmark's stacks (``kube_project``), the issue's bar for a missing image.
+SMOKE_TIMEOUT = 120.0
+
 
 def _timed_up(project: PulumiProject) -> float:
     start = time.perf_counter()
     project.up()
+    return time.perf_counter() - start
+
+
+def _failed_up(project: PulumiProject) -> float:
+    """Seconds until ``pulumi up`` (with its preview, as users run it) fails; raises if it does not."""
+    start = time.perf_counter()
+    proc = project.run("up", "--yes", check=False, timeout=900)
+    if proc.returncode == 0 or "does not exist" not in proc.stdout:
+        raise RuntimeError(f"pulumi up of a missing image did not fail at its check:\n{proc.stdout[-2000:]}")
     return time.perf_counter() - start
 
 
@@ -38,6 +51,9 @@ def run(rounds: int = 3) -> list[Result]:
             kube = kube_project(Path(tmp) / "kube", cluster, f"{cluster.registry}/base/bookworm@{base.digest}",
                                 f"mops-bench-{os.getpid()}")
             local = make_project(Path(tmp) / "local")
+            missing_image = kube_project(Path(tmp) / "missing", cluster,
+                                         f"{cluster.registry}/base/bookworm@{base.digest}", f"mops-bench-{os.getpid()}-m")
+            missing_image.config("modelops:workspace.image", f"{cluster.registry}/modelops/no-such-worker:missing")
             local.run("config", "set", "modelops:cloud", "local")
             for key in ("registryPort", "schedulerPort", "dashboardPort"):
                 local.config(f"modelops:local.{key}", str(free_port()))
@@ -47,6 +63,7 @@ def run(rounds: int = 3) -> list[Result]:
                 kube_timings = kube.outputs()["smoke_test_timings"]
                 local_cold = _timed_up(local)
                 local_timings = local.outputs()["smoke_test_timings"]
+                missing = statistics.median(_failed_up(missing_image) for _ in range(rounds))
             finally:
                 kube.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)
                 local.run("destroy", "--yes", "--skip-preview", check=False, timeout=300)
@@ -61,4 +78,7 @@ def run(rounds: int = 3) -> list[Result]:
                f" local stack cold {local_cold:.1f} s"),
         Result("smoke test: port-forward/local", kube_total / local_total, "-", True,
                f"{kube_total:.2f} s vs {local_total:.2f} s; per stage kube/local: {stages}"),
+        Result("missing image: failed up / smoke-test timeout", missing / SMOKE_TIMEOUT, "< 1", missing < SMOKE_TIMEOUT,
+               f"pulumi up (preview first) fails at the image check in {missing:.1f} s (median of {rounds}), default "
+               f"rollout timeout (600 s); no-op up {noop:.1f} s"),
     ]
