@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from harness.netns import Namespace
 from modelops_infra.infra.local._processes import ProcessHandle, spawn_detached, tail, wait_until
 from modelops_infra.infra.local.registry import REGISTRY_BINARIES, registry_config_yaml
 from modelops_infra.infra.local.workspace import scheduler_argv, worker_argv
@@ -93,17 +94,21 @@ class Registry:
         stop(self.proc)
 
 
-def start_registry(root: Path, *, htpasswd: Path | None = None, port: int | None = None) -> Registry:
+def start_registry(root: Path, *, htpasswd: Path | None = None, port: int | None = None,
+                   netns: Namespace | None = None) -> Registry:
+    """A registry on loopback, or inside ``netns`` at its address when given."""
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     storage = root / "data"
     config = root / "config.yml"
-    config.write_text(registry_config_yaml(port, storage, htpasswd=htpasswd))
+    host = netns.ns_ip if netns else "127.0.0.1"
+    config.write_text(registry_config_yaml(port, storage, htpasswd=htpasswd, host=host))
     log = root / "registry.log"
+    argv = [registry_binary(), "serve", str(config)]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([registry_binary(), "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(netns.exec(*argv) if netns else argv, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    address = f"127.0.0.1:{port}"
+    address = f"{host}:{port}"
     _wait(lambda: requests.get(f"http://{address}/v2/", timeout=1).status_code in (200, 401), 20,
           f"registry on {address}", proc, log)
     return Registry(address, root, log, proc, storage)
@@ -298,21 +303,26 @@ def write_simple_index(wheelhouse: Path, root: Path, *, only: Iterable[str] | No
     return tuple(name for _, name in flat)
 
 
-def start_package_index(wheelhouse: Path, root: Path, *, only: Iterable[str] | None = None) -> PackageIndex:
-    """Write an index of ``wheelhouse`` under ``root`` (see write_simple_index) and serve it on loopback.
+def start_package_index(wheelhouse: Path, root: Path, *, only: Iterable[str] | None = None,
+                        netns: Namespace | None = None) -> PackageIndex:
+    """Write an index of ``wheelhouse`` under ``root`` (see write_simple_index) and serve it on loopback,
+    or inside ``netns`` at its address when given.
 
-    The server runs in its own session; ``PackageIndex.stop()`` ends it. Raises
-    RuntimeError if it does not answer within 20 s.
+    The server speaks HTTP/1.1 (connections are kept alive, as PyPI's are) and runs in its
+    own session; ``PackageIndex.stop()`` ends it. Raises RuntimeError if it does not answer
+    within 20 s.
     """
     root.mkdir(parents=True, exist_ok=True)
     wheels = write_simple_index(wheelhouse, root, only=only)
     port = free_port()
+    host = netns.ns_ip if netns else "127.0.0.1"
     log = root / "http.log"
+    argv = [sys.executable, "-m", "http.server", "--bind", host, "--protocol", "HTTP/1.1", str(port),
+            "--directory", str(root)]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-                                 "--directory", str(root)], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(netns.exec(*argv) if netns else argv, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     _wait(lambda: requests.get(f"{base}/simple/", timeout=1).ok, 20, f"package index on {base}", proc, log)
     return PackageIndex(f"{base}/simple", f"{base}/files/", root, wheels, log, proc)
 

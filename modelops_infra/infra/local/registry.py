@@ -28,15 +28,15 @@ __all__ = ["LocalRegistry", "LocalRegistryArgs", "registry_config_yaml"]
 REGISTRY_BINARIES = ("docker-registry", "registry")
 
 
-def registry_config_yaml(port: int, storage: Path, *, htpasswd: Path | None = None) -> str:
-    """Distribution registry configuration (pure): filesystem storage, loopback only, deletes on,
-    access log on; basic auth from an htpasswd file when given."""
+def registry_config_yaml(port: int, storage: Path, *, htpasswd: Path | None = None, host: str = "127.0.0.1") -> str:
+    """Distribution registry configuration (pure): filesystem storage, listening on ``host``
+    (loopback unless told), deletes on, access log on; basic auth from an htpasswd file when given."""
     auth = f"auth:\n  htpasswd:\n    realm: modelops\n    path: {htpasswd}\n" if htpasswd is not None else ""
     return (
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+        f"http:\n  addr: {host}:{port}\n{auth}"
     )
 
 
