@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from modelops_infra.bundles import (
     RegistryClient,
     builtin_bundle_path,
     pack_bundle,
+    packed_bundle,
     push_packed,
 )
 from modelops_infra.errors import ModelOpsError, SmokeTestError
@@ -271,7 +272,11 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
     ``on_stage(name, seconds)`` is called after each stage that passes.
     ``credentials`` overrides the registry credential lookup. ``expected_digest``
     (computed at preview by ``BundleSmokeTest``) fails ``pack`` if the bundle
-    changed since.
+    changed since. A bundle whose manifest says ``"wheels": true`` is pushed
+    with its environment's wheels, as ``mops bundle push`` pushes it, so the
+    deploy proves that workers install from the registry; ``expected_digest``
+    is then the digest of its sources alone (what preview can compute without
+    resolving anything).
 
     >>> report = run_smoke_test(bundle=None, registry="127.0.0.1:5000",
     ...                         scheduler="tcp://127.0.0.1:8786", timeout=30)  # doctest: +SKIP
@@ -285,6 +290,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
     stages = _Stages(report)
     settings = settings or BundleSettings.from_env()
     client: Client | None = None
+    scope = ExitStack()  # holds a bundle's downloaded wheels until they are pushed
 
     def done(name: str) -> None:
         if on_stage is not None:
@@ -292,10 +298,13 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
 
     try:
         with stages.stage("pack"):
-            packed = pack_bundle(Path(bundle) if bundle is not None else builtin_bundle_path())
+            path = Path(bundle) if bundle is not None else builtin_bundle_path()
+            packed = pack_bundle(path)
             if expected_digest is not None and packed.digest != expected_digest:
                 stages.fail("pack", f"the bundle now packs to {packed.digest}, not {expected_digest} as at preview; "
                                     "it changed during the deploy, run pulumi up again")
+            if packed.manifest.wheels:
+                packed = scope.enter_context(packed_bundle(path, settings=settings))
         done("pack")
 
         with stages.stage("push"):
@@ -345,6 +354,7 @@ def run_smoke_test(*, bundle: Path | str | None, registry: str, scheduler: str, 
     except _StageFailed:
         report.passed = False
     finally:
+        scope.close()
         _close(client)
     return report
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import requests
 
 from harness.services import free_port, start_dask
 from modelops_infra.bundles import pack_bundle, push_bundle
@@ -174,3 +176,35 @@ def _pipe(src, dst) -> None:
                 s.shutdown(2)
             except OSError:
                 pass
+
+
+def test_a_smoke_bundle_that_ships_its_wheels_runs_on_workers_that_reach_no_index(
+        tmp_path, registry, package_index, make_bundle, monkeypatch) -> None:
+    """``"wheels": true`` in the smoke bundle's manifest: the deploy pushes the wheels, as ``mops bundle push``
+    does, and proves that workers whose only source is the registry run it. Preview's digest is the sources'."""
+    bundle = make_bundle("shipped", {"sim.py": "import six\n\ndef run(params, seed):\n"
+                                               "    return {'six': six.__version__, 'file': six.__file__}\n"},
+                         requirements="six==1.17.0\n")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "wheels": True}))
+    sources = pack_bundle(bundle).digest
+    monkeypatch.setenv("MODELOPS_BUNDLE_INDEX_URL", package_index.url)  # where the pushing side resolves
+    own = start_dask(tmp_path / "no-index", workers=1, nthreads=1,
+                     worker_env={"MODELOPS_BUNDLE_REGISTRY": registry.address,
+                                 "MODELOPS_BUNDLE_CACHE_DIR": str(tmp_path / "cache"),
+                                 "MODELOPS_BUNDLE_INDEX_URL": "http://127.0.0.1:9/simple"})  # nothing answers
+    try:
+        report = run_smoke_test(bundle=bundle, registry=registry.address, scheduler=own.scheduler_address,
+                                timeout=120, expected_digest=sources)
+    finally:
+        own.stop()
+    assert report.passed, report.error
+    assert report.result["six"] == "1.17.0" and "/envs/" in report.result["file"], report.result
+    pushed = report.bundle_ref.rsplit("@", 1)[1]
+    assert pushed != sources, "the pushed bundle carries its wheels, so its digest is not the sources' alone"
+    repository = report.bundle_ref.split("/", 1)[1].rsplit("@", 1)[0]
+    layers = requests.get(f"http://{registry.address}/v2/{repository}/manifests/{pushed}", timeout=5, headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"}).json()["layers"]
+    titles = [layer.get("annotations", {}).get("org.opencontainers.image.title", "") for layer in layers]
+    assert any(t.endswith("six-1.17.0-py2.py3-none-any.whl") for t in titles), titles
+    assert package_index.requests_matching("six-1.17.0") >= 1, "the wheel came from the loopback index"

@@ -199,7 +199,8 @@ def test_eviction_under_a_small_cap_never_removes_an_environment_in_use(tmp_path
 
 
 def test_wheels_from_the_registry_install_with_no_index_reachable_and_a_tampered_wheel_is_refused(
-        tmp_path, fresh_registry, make_bundle, package_index):
+        tmp_path, fresh_registry, make_bundle, package_index, monkeypatch):
+    monkeypatch.setenv("MODELOPS_BUNDLE_INDEX_URL", package_index.url)  # the pushing side resolves on loopback
     root = version_bundle(make_bundle, "wheels", "six", "six", "six==1.16.0")
     pushed = push_bundle(root, fresh_registry.address, wheels=True, settings=BundleSettings(cache_dir=tmp_path / "c0"))
     dead_index = "http://127.0.0.1:9/simple"  # discard port: nothing answers
