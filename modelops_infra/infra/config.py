@@ -135,6 +135,10 @@ class WorkspaceConfig:
     #: Seconds ``pulumi up`` waits for the scheduler's and the workers' rollout (Pulumi's Deployment
     #: await); past it the Deployment fails with the pods' reasons (ErrImagePull, CrashLoopBackOff, ...).
     rollout_timeout: float = setting("rolloutTimeout", 600.0, parse.seconds)
+    #: The package index workers build bundle environments from (PEP 503 "simple" URL, credentials
+    #: allowed in it: it is secret config, and reaches the workers through a Secret). ``None``: uv's
+    #: default (PyPI); bundles pushed with ``--wheels`` need no index at all.
+    package_index: SecretText | None = setting("packageIndex", None, parse.secret_url, top_level=True)
     scheduler: SchedulerConfig = section("scheduler", SchedulerConfig)
     autoscale: AutoscaleConfig = section("autoscale", AutoscaleConfig)
 
@@ -237,6 +241,12 @@ def parse_stack_config(raw: Mapping[str, Any]) -> StackConfig:
                                      hint=f"remove it (`pulumi config rm {key}`) or set {_key('cloud')} kubernetes",
                                      key=key)
     cfg = read_section(StackConfig, raw)
+    if cfg.cloud == "local" and cfg.workspace.package_index is not None:
+        key = _key("packageIndex")
+        raise ConfigurationError(f"{key}: is read by the cluster stacks only; local workers use the deploying "
+                                 "machine's MODELOPS_BUNDLE_INDEX_URL (or UV_INDEX_URL, PIP_INDEX_URL)",
+                                 hint=f"remove it (`pulumi config rm {key}`) and export MODELOPS_BUNDLE_INDEX_URL "
+                                      "before `make up`", key=key)
     if cfg.cloud == "kubernetes":
         _check_kubernetes(cfg.kubernetes)
     return cfg

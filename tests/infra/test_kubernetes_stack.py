@@ -406,3 +406,62 @@ def test_an_insecure_registry_is_plain_http_for_the_workers_and_the_smoke_test_o
     for name in ("dask-scheduler", "dask-workers"):
         assert env_of(containers(run.named(name))[0])["MODELOPS_BUNDLE_INSECURE"] == "true", name
     assert run.one("pulumi-python:dynamic/modelops:BundleSmokeTest").inputs["insecure"] is True
+
+
+# --------------------------------------------------------------------------- the workers' package index
+
+INDEX_URL = "https://robot:idx-token-do-not-leak@pypi.example.com/simple"
+
+
+def test_a_package_index_reaches_the_workers_through_a_secret_and_nowhere_in_plain_text(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exported: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", lambda key, value: exported.__setitem__(key, value))
+
+    def entry() -> dict[str, Any]:
+        program.main()
+        return exported
+
+    run = run_program(kube_config(**{"modelops:packageIndex": INDEX_URL}), stack="kube",
+                      secret_keys=(*SECRET_KEYS, "modelops:packageIndex"), entry=entry)
+    secret = run.named("dask-package-index").inputs
+    assert secret["type"] == "Opaque"
+    assert secret["metadata"] == {"name": "dask-package-index", "namespace": "modelops"}
+    assert _secret_value(secret["stringData"]) == {"url": INDEX_URL}
+    env = {e["name"]: e for e in containers(run.named("dask-workers"))[0]["env"]}
+    assert env["MODELOPS_BUNDLE_INDEX_URL"] == {
+        "name": "MODELOPS_BUNDLE_INDEX_URL", "valueFrom": {"secretKeyRef": {"name": "dask-package-index", "key": "url"}}}
+    assert "MODELOPS_BUNDLE_INDEX_URL" not in env_of(containers(run.named("dask-scheduler"))[0]), \
+        "the scheduler builds no environment"
+    assert run.named("dask-package-index").urn in run.named("dask-workers").dependencies, \
+        "workers wait for their index"
+    for reg in run.registrations:
+        if reg.name == "dask-package-index":
+            continue
+        for value in walk(reg.inputs):
+            assert not (isinstance(value, str) and "idx-token-do-not-leak" in value), f"the index URL is in {reg.name}"
+    for value in walk(run.outputs):
+        assert not (isinstance(value, str) and "idx-token-do-not-leak" in value), "the index URL reached an output"
+
+
+def test_without_a_package_index_workers_get_no_index_and_no_secret_is_made(kube: Run) -> None:
+    assert [r.name for r in kube.of_type("kubernetes:core/v1:Secret")] == ["dask-registry-secret"]
+    assert "MODELOPS_BUNDLE_INDEX_URL" not in env_of(containers(kube.named("dask-workers"))[0])
+
+
+@pytest.mark.parametrize("value", ["pypi.example.com/simple", "ftp://idx-token-do-not-leak@pypi.example.com/",
+                                   "https:///simple"])
+def test_a_package_index_that_is_not_an_http_url_is_one_error_naming_the_key_not_the_value(value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_stack_config({"cloud": "kubernetes", "kubeconfig": KUBECONFIG, "registryPassword": PASSWORD,
+                            "kubernetes": {"registry": {"loginServer": LOGIN_SERVER, "username": "robot"}},
+                            "packageIndex": value})
+    assert str(info.value).startswith("modelops:packageIndex: expected an http:// or https:// URL with a host")
+    assert value not in str(info.value) and "idx-token" not in str(info.value)
+
+
+def test_a_package_index_on_the_local_stack_is_an_error_not_ignored() -> None:
+    with pytest.raises(ConfigurationError, match=r"^modelops:packageIndex: is read by the cluster stacks only"):
+        parse_stack_config({"cloud": "local", "packageIndex": INDEX_URL})
+    cfg = parse_stack_config({"cloud": "azure", "packageIndex": INDEX_URL})
+    assert cfg.workspace.package_index == SecretText(INDEX_URL) and "idx-token" not in repr(cfg)

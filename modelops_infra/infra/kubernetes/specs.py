@@ -102,6 +102,7 @@ class WorkspaceNames:
     scheduler: str
     workers: str
     registry_secret: str
+    package_index_secret: str
 
     @property
     def scheduler_service(self) -> str:
@@ -117,6 +118,7 @@ def workspace_names(workspace: str, namespace: str) -> WorkspaceNames:
         scheduler=dns_label(workspace, "scheduler"),
         workers=dns_label(workspace, "workers"),
         registry_secret=dns_label(workspace, "registry"),
+        package_index_secret=dns_label(workspace, "package-index"),
     )
 
 
@@ -218,6 +220,19 @@ def bundle_env(
         {"name": "HOME", "value": TMP_DIR},
         {"name": "DASK_TEMPORARY_DIRECTORY", "value": TMP_DIR},
     ]
+
+
+#: The key of the package index Secret that holds the URL.
+PACKAGE_INDEX_KEY = "url"
+
+
+def package_index_env(secret_name: str | None) -> list[dict[str, Any]]:
+    """``MODELOPS_BUNDLE_INDEX_URL`` read from the package index Secret (the URL may hold credentials,
+    so it is never a literal in the pod spec); nothing without one."""
+    if secret_name is None:
+        return []
+    return [{"name": "MODELOPS_BUNDLE_INDEX_URL",
+             "value_from": {"secret_key_ref": {"name": secret_name, "key": PACKAGE_INDEX_KEY}}}]
 
 
 def bundle_cache_env(cache_max_bytes: int, *, cache_dir: str = BUNDLE_CACHE_DIR) -> list[dict[str, Any]]:
@@ -435,13 +450,15 @@ def worker_deployment_spec(
     cache_max_bytes: int,
     replicas: int | None,
     access: PodAccess | None = None,
+    package_index_secret: str | None = None,
 ) -> dict[str, Any]:
     """Workers, placed as ``access`` says (AKS: the tainted user pool; else any node).
 
     ``replicas=None`` leaves the count to an HPA. ``cache_size`` is the bundle
     cache volume's ``sizeLimit``; ``cache_max_bytes`` the LRU cap below it (see
     :func:`bundle_cache_env`). With a registry Secret, workers mount it and
-    get ``DOCKER_CONFIG`` after the cache settings.
+    get ``DOCKER_CONFIG`` after the cache settings. With a package index Secret,
+    they read ``MODELOPS_BUNDLE_INDEX_URL`` from it (:func:`package_index_env`).
     """
     pod: dict[str, Any] = {
         "service_account_name": names.service_account,
@@ -468,7 +485,8 @@ def worker_deployment_spec(
                             names.scheduler_service, nthreads=nthreads, memory_limit_bytes=memory_limit_bytes
                         ),
                         "ports": [{"name": "http-dashboard", "container_port": WORKER_DASHBOARD_PORT}],
-                        "env": [*env, *bundle_cache_env(cache_max_bytes), *registry_auth_env(access)],
+                        "env": [*env, *bundle_cache_env(cache_max_bytes), *registry_auth_env(access),
+                                *package_index_env(package_index_secret)],
                         "resources": container_resources(cpu, memory),
                         "liveness_probe": _http_probe(
                             WORKER_DASHBOARD_PORT, initial_delay=30, period=20, failures=6

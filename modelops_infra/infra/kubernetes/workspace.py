@@ -122,6 +122,8 @@ class DaskWorkspaceArgs:
     #: Seconds Pulumi waits for each Deployment's rollout before failing it with the pods' reasons.
     rollout_timeout: float = _DEFAULTS.rollout_timeout
     registry_credentials: RegistryCredentials | None = None
+    #: The workers' package index URL (secret: it may carry credentials); ``None`` leaves uv's default.
+    package_index: pulumi.Input[str] | None = None
     #: Plain HTTP to the registry (``MODELOPS_BUNDLE_INSECURE``); loopback registries need no flag.
     registry_insecure: bool = False
     identity: WorkspaceIdentity | None = None
@@ -138,6 +140,7 @@ class DaskWorkspaceArgs:
             "image": ws.image, "base_image": ws.base_image, "extra_packages": ws.extra_packages,
             "image_tag": ws.image_tag, "bundle_repository": ws.bundle_repository, "cache_size": ws.cache_size,
             "autoscale": ws.autoscale, "rollout_timeout": ws.rollout_timeout,
+            "package_index": pulumi.Output.secret(ws.package_index.reveal()) if ws.package_index else None,
         }
         return cls(**{**fields, **args})
 
@@ -192,6 +195,10 @@ class DaskWorkspace(pulumi.ComponentResource):
                 _registry_secret(name, names, namespace, args.login_server, args.registry_credentials, k8s_opts)
             )
             access = dataclasses.replace(access, registry_secret=names.registry_secret)
+        index_secret = None
+        if args.package_index is not None:
+            prerequisites.append(_package_index_secret(name, names, namespace, args.package_index, k8s_opts))
+            index_secret = names.package_index_secret
 
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
@@ -258,6 +265,7 @@ class DaskWorkspace(pulumi.ComponentResource):
                 cache_max_bytes=sizes.cache_max_bytes,
                 replicas=None if autoscale else args.workers,
                 access=access,
+                package_index_secret=index_secret,
             ),
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[service_account, service, *prerequisites],
@@ -385,6 +393,23 @@ def _registry_secret(
         metadata={"name": names.registry_secret, "namespace": namespace},
         type="kubernetes.io/dockerconfigjson",
         string_data={".dockerconfigjson": config},
+        opts=opts,
+    )
+
+
+def _package_index_secret(
+    name: str,
+    names: specs.WorkspaceNames,
+    namespace: pulumi.Input[str],
+    url: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """The Opaque Secret the workers read ``MODELOPS_BUNDLE_INDEX_URL`` from; the URL stays a secret Output."""
+    return k8s.core.v1.Secret(
+        f"{name}-package-index",
+        metadata={"name": names.package_index_secret, "namespace": namespace},
+        type="Opaque",
+        string_data={specs.PACKAGE_INDEX_KEY: pulumi.Output.secret(url)},
         opts=opts,
     )
 
