@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.netns import Namespace
 from harness.pulumi import REPO, PulumiProject, make_project
 
 __all__ = ["CLUSTER_REGISTRY", "KubeCluster", "kube_bin_dir", "kube_project", "start_kube_cluster"]
@@ -25,6 +26,8 @@ __all__ = ["CLUSTER_REGISTRY", "KubeCluster", "kube_bin_dir", "kube_project", "s
 CLUSTER_SCRIPT = REPO / "scripts" / "kube-cluster.sh"
 #: The cluster's registry, fixed by scripts/kube-cluster.sh (the node's address, port 5000).
 CLUSTER_REGISTRY = "10.233.0.2:5000"
+#: The network namespace the cluster runs in (scripts/kube-cluster.sh).
+CLUSTER_NETNS = "modelops-kube"
 KUBE_BIN_FILE = REPO / ".modelops" / "kube-bin-dir"
 
 
@@ -66,6 +69,10 @@ class KubeCluster:
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self.get("pods", "-n", namespace, "-l", selector)["items"]
+
+    def node_namespace(self) -> Namespace:
+        """The cluster's network namespace, to serve something where pods reach it (at the registry's host)."""
+        return Namespace(CLUSTER_NETNS, host_if="", ns_if="", host_ip="", ns_ip=self.registry.rsplit(":", 1)[0])
 
     def diagnose(self, namespace: str) -> str:
         """Pods, events and the kubelet's last lines: what a failed test reports."""

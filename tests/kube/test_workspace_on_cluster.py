@@ -152,6 +152,43 @@ def test_a_cache_filled_past_its_cap_evicts_bundles_and_the_worker_pod_is_not_ev
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
+def test_a_package_index_reaches_the_workers_through_a_secret_and_their_environments_build_from_it(
+        kube_stack: PulumiProject, kube_cluster: KubeCluster, make_bundle, tmp_path: Path) -> None:
+    from harness.services import start_package_index, wheelhouse_dir
+    from modelops_infra.bundles import BundleSettings, push_bundle
+    from modelops_infra.client import DaskSimulationService, SimTask
+
+    # The index, inside the cluster's network namespace where pods reach it; a token in its URL is secret.
+    index = start_package_index(wheelhouse_dir(), tmp_path / "index", only=["six-1.17.0"],
+                                netns=kube_cluster.node_namespace())
+    try:
+        url = index.url.replace("http://", "http://robot:idx-token-do-not-leak@")
+        kube_stack.run("config", "set", "--secret", "modelops:packageIndex", url)
+        assert changed_resources(kube_stack) == {"dask-package-index": "create", "dask-workers": "update"}
+        kube_stack.up()
+        wait_for(lambda: len(kube_cluster.pods(NAMESPACE, WORKERS)) == 1 == len(ready_pods(kube_cluster, WORKERS)),
+                 120, "one rolled worker")
+        (worker,) = ready_pods(kube_cluster, WORKERS)
+        env = {e["name"]: e for e in worker["spec"]["containers"][0]["env"]}
+        assert env["MODELOPS_BUNDLE_INDEX_URL"]["valueFrom"] == {
+            "secretKeyRef": {"name": "dask-package-index", "key": "url"}}
+        root = make_bundle("needs-six", {"sim.py": "import six\n\ndef run(params, seed):\n"
+                                                    "    return {'six': six.__version__, 'at': six.__file__}\n"},
+                           requirements="six==1.17.0\n")
+        pushed = push_bundle(root, kube_cluster.registry, settings=BundleSettings(insecure=True))
+        with kube_cluster.dask_client(NAMESPACE) as client:
+            result = DaskSimulationService(client).submit(SimTask(str(pushed.reference), {}, seed=1)).result(
+                timeout=180)
+        assert result["six"] == "1.17.0" and result["at"].startswith(BUNDLE_CACHE), result
+        assert index.requests_matching("/files/six-1.17.0") >= 1, "the worker built the environment from the index"
+        state = kube_stack.run("stack", "export", timeout=120).stdout
+        assert "idx-token-do-not-leak" not in state, "the index URL is in the stack's state in plain text"
+        described = kube_cluster.kubectl("get", "deployment", "-n", NAMESPACE, "dask-workers", "-o", "yaml").stdout
+        assert "idx-token-do-not-leak" not in described
+    finally:
+        index.stop()
+
+
 def test_destroy_removes_every_object_and_the_namespace(kube_stack: PulumiProject, kube_cluster: KubeCluster) -> None:
     kube_stack.run("destroy", "--yes", "--skip-preview", timeout=300)
     gone = lambda: "NotFound" in kube_cluster.kubectl("get", "namespace", NAMESPACE, check=False).stderr  # noqa: E731

@@ -272,13 +272,56 @@ def run(params, seed):
     ref = str(push_bundle(root, registry.address).reference)
     svc = DaskSimulationService(client)
     worker = sorted(client.scheduler_info()["workers"])[0]
+
+    def on_worker(task: SimTask):  # both tasks on one worker: its child dies, it stays and runs the next
+        *args, key = svc._args(task)
+        return client.submit(run_sim_task, *args, key=key, pure=False, workers=[worker], allow_other_workers=False)
+
     start = time.monotonic()
     with pytest.raises(BundleRunError) as info:
-        svc.submit(SimTask(ref, {}, 1, fn_ref="sim:crash", timeout=2)).result(timeout=60)
+        on_worker(SimTask(ref, {}, 1, fn_ref="sim:crash", timeout=2)).result(timeout=60)
     assert needle in str(info.value), str(info.value)
     assert time.monotonic() - start < 30
-    assert svc.submit(SimTask(ref, {}, 2)).result(timeout=60) == {"ok": True}
+    after = on_worker(SimTask(ref, {}, 2))
+    assert after.result(timeout=60) == {"ok": True}
+    assert client.who_has([after])[after.key] == (worker,), "the next task ran on the worker whose child died"
     assert worker in client.scheduler_info()["workers"], "the Dask worker must survive its child's death"
+
+
+PID_SIM = "import os, time\n\ndef run(params, seed):\n    time.sleep(params.get('sleep', 0))\n" \
+          "    return {'pid': os.getpid()}\n"
+
+
+def test_the_manifest_decides_where_a_bundle_without_an_environment_runs(tmp_path, registry, make_bundle):
+    """No environment: in the worker's own process, unless the manifest asks for a child (``isolation``) or a
+    ``timeout``, which needs a process it can kill."""
+    def pushed(name: str, **manifest_extra):
+        root = make_bundle(name, {"sim.py": PID_SIM})
+        manifest = json.loads((root / "manifest.json").read_text())
+        (root / "manifest.json").write_text(json.dumps({**manifest, **manifest_extra}))
+        return push_bundle(root, registry.address)
+
+    here, warm, fresh, timed = (pushed("here"), pushed("warm", isolation="process"),
+                                pushed("fresh", isolation="fresh"), pushed("timed", timeout=1.5))
+    runtime = runtime_for(registry, tmp_path / "cache", "http://127.0.0.1:9/simple")
+
+    def run(bundle, **params) -> int:
+        return runtime.run(bundle.reference.repository, bundle.digest, None, params, 1)["pid"]
+
+    try:
+        assert run(here) == run(here) == os.getpid(), "the in-process fast path"
+        first = run(warm)
+        assert first == run(warm) != os.getpid(), "one warm child for every task"
+        a, b = run(fresh), run(fresh)
+        assert len({a, b, os.getpid()}) == 3, "a new process for each task"
+        start = time.monotonic()
+        with pytest.raises(BundleRunError) as info:
+            run(timed, sleep=30)
+        assert "exceeded its timeout of 1.5 s" in str(info.value), str(info.value)
+        assert time.monotonic() - start < 15
+        assert run(timed) != os.getpid(), "a task with a timeout runs in a child"
+    finally:
+        runtime.close()
 
 
 def test_the_environment_key_is_kept_in_the_cache_entry(tmp_path, registry, make_bundle, package_index):
@@ -384,3 +427,29 @@ def test_in_a_namespace_whose_only_route_is_the_registry_wheels_install_and_run(
         assert json.loads(out.stdout.strip().splitlines()[-1])["version"] == "1.16.0"
     finally:
         stop(proc)
+
+
+def test_a_lock_for_another_python_fails_naming_the_file_the_requirement_and_the_workers_python(
+        tmp_path, registry, make_bundle, package_index):
+    import re
+
+    root = make_bundle("future-python", {"sim.py": VERSION_SIM.format(module="six", dist="six")})
+    (tmp_path / "req.in").write_text("six==1.16.0\n")
+    _uv("pip", "compile", "--format", "pylock.toml", "--index-url", package_index.url, "-o",
+        str(root / "pylock.toml"), str(tmp_path / "req.in"), cwd=tmp_path, cache=tmp_path / "uvc")
+    text = (root / "pylock.toml").read_text()
+    text, n = re.subn(r'(?m)^requires-python = ".*"$', 'requires-python = ">=3.99"', text)
+    assert n == 1, text
+    (root / "pylock.toml").write_text(text)
+    pushed = push_bundle(root, registry.address)
+    runtime = runtime_for(registry, tmp_path / "cache", package_index.url)
+    try:
+        with pytest.raises(RequirementsError) as info:
+            runtime.run(pushed.reference.repository, pushed.digest, None, {}, 1)
+    finally:
+        runtime.close()
+    msg = str(info.value)
+    assert "pylock.toml requires Python >=3.99, and the workers run Python " \
+           f"{sys.version_info.major}.{sys.version_info.minor}." in msg, msg
+    assert msg.count("\n") == 0, f"one line expected: {msg!r}"
+    assert not (tmp_path / "cache" / "envs").exists() or list((tmp_path / "cache" / "envs").iterdir()) == []
