@@ -192,3 +192,27 @@ def test_the_environment_key_is_shown_for_the_workers_python_and_platform_when_g
     assert f"env key       {environment_key(spec, workers)} (for" in shown, shown
     bad = mops("bundle", "validate", root, "--python", "3")
     assert bad.exit_code == ExitCode.CONFIG and "--python '3' is not a major.minor version" in bad.output
+
+
+def test_push_wheels_stores_a_wheel_shared_by_two_bundles_once(mops, make_bundle, fresh_registry, package_index,
+                                                               monkeypatch) -> None:
+    """``--wheels`` on the command line and ``"wheels": true`` in a manifest push the same wheel blob; the
+    second push finds it in the registry and uploads none of its bytes."""
+    monkeypatch.setenv("MODELOPS_BUNDLE_INDEX_URL", package_index.url)  # resolve on loopback
+    first = make_bundle("wheels-a", {"sim.py": "import six\n\ndef run(p, s):\n    return {}\n"},
+                        requirements="six==1.17.0\n")
+    second = make_bundle("wheels-b", {"sim.py": "import six\n\ndef run(p, s):\n    return {'b': 1}\n"},
+                         requirements="six==1.17.0\n")
+    manifest = json.loads((second / "manifest.json").read_text())
+    (second / "manifest.json").write_text(json.dumps({**manifest, "wheels": True}))
+    a = json.loads(mops("bundle", "push", first, "-r", fresh_registry.address, "--wheels", "--json").stdout)
+    b = json.loads(mops("bundle", "push", second, "-r", fresh_registry.address, "--json").stdout)
+    wheel = next(package_index.root.glob("files/six-1.17.0-*.whl"))
+
+    def wheels_of(pushed: dict) -> list[str]:
+        info = json.loads(mops("bundle", "inspect", pushed["reference"], "--json").stdout)
+        return [w["digest"] for w in info["wheels"]]
+
+    assert wheels_of(a) == wheels_of(b) and len(wheels_of(a)) == 1, "both bundles reference one wheel blob"
+    assert a["bytes_uploaded"] >= wheel.stat().st_size
+    assert b["blobs_skipped"] >= 1 and b["bytes_uploaded"] < wheel.stat().st_size, b
