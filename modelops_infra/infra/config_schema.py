@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "NAMESPACE", "ConfigSource", "Parser", "SecretText", "boolean", "config_key", "declared_defaults", "dns_label",
     "image_reference", "integer", "one_of", "optional_image_reference", "optional_text", "quantity", "read_section",
-    "read_top_level", "registry_host", "requirements", "seconds", "secret", "secret_url", "section", "setting", "string_list", "text",
-    "top_level_keys",
+    "read_top_level", "registry_host", "requirements", "seconds", "secret", "secret_url", "section", "setting",
+    "string_list", "text", "top_level_keys",
 ]
 
 NAMESPACE = "modelops"
@@ -168,7 +168,7 @@ def read_top_level(cls: type, source: ConfigSource) -> dict[str, Any]:
 def top_level_keys(cls: type) -> list[tuple[str, str]]:
     """``(key, kind)`` of each top-level key of ``cls``: kind ``object``, ``secret`` or ``value``."""
     fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("top_level")] + list(_top_level_settings(cls))
-    return [(f.metadata["key"], "object" if "section" in f.metadata else "secret" if f.metadata["parse"] in (secret, secret_url)
+    return [(f.metadata["key"], "object" if "section" in f.metadata else "secret" if f.metadata["parse"] in SECRET_PARSERS
              else "value") for f in fields]
 
 
@@ -320,14 +320,17 @@ def secret_url(value: Any, key: str) -> SecretText:
     text = secret(value, key)
     try:
         parts = urlsplit(text.reveal().strip())
-        host = parts.hostname
-    except ValueError:
-        host = None
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed port or IPv6 literal
+        valid = False
+    if not valid:
         raise ConfigurationError(f"{key}: expected an http:// or https:// URL with a host (the value is secret and "
                                  "not shown)", hint="e.g. https://USER:TOKEN@index.example.org/simple", key=key)
     return text
+
+
+#: The parsers whose keys are secret (``pulumi config set --secret``), for :func:`top_level_keys`.
+SECRET_PARSERS = frozenset({secret, secret_url})
 
 
 def _dns_label(value: str, key: str) -> None:
